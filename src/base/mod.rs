@@ -1,0 +1,137 @@
+//! `Base`s built into xarch, needing no download: `static` (users, groups, /tmp
+//! and CA certificates, like distroless/static) and `scratch` (empty).
+
+use anyhow::{Result, bail};
+use base64::Engine;
+use serde_json::json;
+
+use crate::oci::image::{Base, DEFAULT_PATH, descriptor};
+use crate::oci::{BlobStore, Family, LayerBuilder, LayerOptions};
+use crate::platform::Platform;
+
+/// The uid:gid images on `static` run as by default (distroless's `nonroot`).
+pub const NONROOT: &str = "65532:65532";
+
+pub const BUILTIN: &[&str] = &["static", "scratch"];
+
+pub fn is_builtin(name: &str) -> bool {
+    BUILTIN.contains(&name)
+}
+
+/// A built-in base for `platform`, its layer written into `store` (the same
+/// layer, byte for byte, for every platform).
+pub fn builtin(name: &str, platform: &Platform, mtime: u64, store: &BlobStore) -> Result<Base> {
+    let family = Family::Oci;
+    let (layers, diff_ids, history, user) = match name {
+        "scratch" => (vec![], vec![], vec![], None),
+        "static" => {
+            let layer = static_layer().write(
+                LayerOptions { mtime, level: 9 },
+                family.layer_gzip(),
+                store,
+            )?;
+            let desc = descriptor(&layer.media_type, layer.size, &layer.digest)?;
+            let history = json!({"created": created(mtime), "created_by": "xarch: static base (passwd, group, nsswitch.conf, tmp, CA certificates)", "comment": "xarch"});
+            (
+                vec![desc],
+                vec![json!(layer.diff_id.as_str())],
+                vec![history],
+                Some(NONROOT),
+            )
+        }
+        other => bail!(
+            "unknown built-in base `{other}` (built-in bases: {})",
+            BUILTIN.join(", ")
+        ),
+    };
+    let mut cfg = json!({"Env": [format!("PATH={}", DEFAULT_PATH)]});
+    if let Some(u) = user {
+        cfg["User"] = json!(u);
+        cfg["WorkingDir"] = json!("/");
+    }
+    let mut config = json!({
+        "architecture": platform.architecture,
+        "os": platform.os,
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        "history": history,
+    });
+    if let Some(v) = &platform.variant {
+        config["variant"] = json!(v);
+    }
+    Ok(Base {
+        family,
+        config,
+        layers,
+        name: None,
+        digest: None,
+    })
+}
+
+fn created(mtime: u64) -> String {
+    crate::build::time::rfc3339(mtime)
+}
+
+fn static_layer() -> LayerBuilder {
+    let mut b = LayerBuilder::new();
+    let passwd = "root:x:0:0:root:/root:/sbin/nologin\n\
+                  nobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n\
+                  nonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n";
+    let group = "root:x:0:\nnobody:x:65534:\nnonroot:x:65532:\n";
+    let add = |b: &mut LayerBuilder| -> Result<()> {
+        b.bytes("etc/passwd", passwd, 0o644)?;
+        b.bytes("etc/group", group, 0o644)?;
+        b.bytes("etc/nsswitch.conf", "hosts: files dns\n", 0o644)?;
+        b.bytes("etc/ssl/certs/ca-certificates.crt", ca_bundle(), 0o644)?;
+        b.dir("tmp", 0o1777)?;
+        b.dir("root", 0o700)?;
+        b.owner(65532, 65532).dir("home/nonroot", 0o700)?;
+        Ok(())
+    };
+    add(&mut b).expect("static base paths are valid");
+    b
+}
+
+/// Mozilla's root store (from the webpki-root-certs crate) as a PEM bundle.
+pub fn ca_bundle() -> String {
+    let mut out = String::new();
+    for cert in webpki_root_certs::TLS_SERVER_ROOT_CERTS {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(cert.as_ref());
+        out.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in b64.as_bytes().chunks(64) {
+            out.push_str(std::str::from_utf8(line).expect("base64 is ascii"));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_layer_is_identical_for_every_platform() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let a = builtin("static", &"linux/amd64".parse().unwrap(), 0, &store).unwrap();
+        let b = builtin("static", &"linux/arm/v7".parse().unwrap(), 0, &store).unwrap();
+        assert_eq!(a.layers, b.layers);
+        assert_eq!(a.config["config"]["User"], NONROOT);
+        assert_eq!(b.config["variant"], "v7");
+    }
+
+    #[test]
+    fn ca_bundle_has_many_pem_certs() {
+        assert!(ca_bundle().matches("BEGIN CERTIFICATE").count() > 100);
+    }
+
+    #[test]
+    fn unknown_builtin_lists_the_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let e = builtin("alpine", &"linux/amd64".parse().unwrap(), 0, &store).unwrap_err();
+        assert!(e.to_string().contains("static, scratch"));
+    }
+}

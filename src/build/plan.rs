@@ -1,0 +1,389 @@
+//! `Plan`: the build request (CLI flags) merged over the project configuration —
+//! what to build, for which platforms, into which image.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use crate::config::{self, FileEntry, ImageConfig, PlatformOverride};
+use crate::oci::LayerBuilder;
+use crate::oci::image::ConfigEdits;
+use crate::platform::Platform;
+use crate::targets::{self, Target};
+use crate::toolchain::rust::{Artifact, RustOptions, RustProject, TargetSettings};
+
+/// Platforms built when neither flags nor configuration name any.
+pub const DEFAULT_PLATFORMS: &[&str] = &["linux/amd64", "linux/arm64"];
+
+/// What the user asked for on the command line; everything optional falls back
+/// to the project configuration, then to defaults.
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    pub project_dir: PathBuf,
+    pub platforms: Vec<String>,
+    /// `name[:tag]` references (`-t`).
+    pub tags: Vec<String>,
+    pub oci_layout: Option<PathBuf>,
+    pub base: Option<String>,
+    pub package: Option<String>,
+    pub bins: Vec<String>,
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    pub profile: Option<String>,
+    pub env: Vec<(String, String)>,
+    pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
+    pub user: Option<String>,
+    pub install: bool,
+    pub jobs: Option<usize>,
+}
+
+pub struct Plan {
+    pub name: String,
+    pub tags: Vec<String>,
+    pub targets: Vec<&'static Target>,
+    pub base: String,
+    pub epoch: u64,
+    pub rust: RustOptions,
+    pub overrides: BTreeMap<Platform, PlatformOverride>,
+    pub edits: ConfigEdits,
+    pub annotations: BTreeMap<String, String>,
+    pub files: Vec<FileEntry>,
+    pub bin_dir: String,
+    pub project_dir: PathBuf,
+    pub oci_layout: Option<PathBuf>,
+}
+
+impl BuildRequest {
+    pub fn manifest_path(&self) -> PathBuf {
+        self.project_dir.join("Cargo.toml")
+    }
+}
+
+/// Loads the configuration, opens the Cargo project and resolves the plan.
+pub fn load(req: &BuildRequest) -> Result<(Plan, RustProject)> {
+    let loaded = config::load(&req.project_dir)?;
+    let cfg = &loaded.image;
+    let manifest = req.manifest_path();
+    if !manifest.is_file() {
+        bail!(
+            "no Cargo.toml in {}: xarch builds Rust projects (pass the project directory)",
+            req.project_dir.display()
+        );
+    }
+    let rust = rust_options(req, cfg);
+    let project = RustProject::open(&manifest, &rust)?;
+    let plan = Plan::resolve(req, cfg, &project, rust)?;
+    Ok((plan, project))
+}
+
+fn rust_options(req: &BuildRequest, cfg: &ImageConfig) -> RustOptions {
+    let pick = |cli: &[String], conf: &Option<Vec<String>>| {
+        if cli.is_empty() {
+            conf.clone().unwrap_or_default()
+        } else {
+            cli.to_vec()
+        }
+    };
+    RustOptions {
+        package: req.package.clone().or_else(|| cfg.package.clone()),
+        bins: pick(&req.bins, &cfg.bins),
+        features: pick(&req.features, &cfg.features),
+        all_features: req.all_features || cfg.all_features.unwrap_or(false),
+        no_default_features: req.no_default_features || cfg.no_default_features.unwrap_or(false),
+        profile: req
+            .profile
+            .clone()
+            .or_else(|| cfg.profile.clone())
+            .unwrap_or_else(|| "release".into()),
+        rustflags: cfg.rustflags.clone().unwrap_or_default(),
+        install: req.install,
+        jobs: req.jobs,
+    }
+}
+
+impl Plan {
+    fn resolve(
+        req: &BuildRequest,
+        cfg: &ImageConfig,
+        project: &RustProject,
+        rust: RustOptions,
+    ) -> Result<Plan> {
+        let platform_list: Vec<String> = if !req.platforms.is_empty() {
+            req.platforms.clone()
+        } else if let Some(p) = &cfg.platforms {
+            p.iter().map(|s| s.get_ref().clone()).collect()
+        } else {
+            DEFAULT_PLATFORMS.iter().map(|s| s.to_string()).collect()
+        };
+        let targets = targets::parse_list(&platform_list)?;
+        if targets.is_empty() {
+            bail!(
+                "no platforms to build; valid platforms: {}",
+                targets::valid_list()
+            );
+        }
+        let (name, tags) = name_and_tags(req, cfg, project.package.name.as_str())?;
+        let git = super::git::read(&req.project_dir);
+        let epoch = super::time::source_date_epoch(git.commit_time)?;
+        let bin_dir = cfg
+            .bin_dir
+            .clone()
+            .unwrap_or_else(|| "/usr/local/bin".into());
+        let mut extra = cfg.annotations.clone().unwrap_or_default();
+        extra.extend(req.annotations.iter().cloned());
+        let version = project.package.version.to_string();
+        let annotations =
+            super::annotations(&super::time::rfc3339(epoch), Some(&version), &git, &extra);
+        let overrides = cfg
+            .platform
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                let t = targets::lookup(k.get_ref())?;
+                Ok((t.platform.clone(), v.clone()))
+            })
+            .collect::<Result<BTreeMap<_, _>>>()?;
+        let edits = edits(req, cfg, project, &bin_dir)?;
+        Ok(Plan {
+            name,
+            tags,
+            targets,
+            base: req
+                .base
+                .clone()
+                .or_else(|| cfg.base.clone())
+                .unwrap_or_else(|| "static".into()),
+            epoch,
+            rust,
+            overrides,
+            edits,
+            annotations,
+            files: cfg.files.clone().unwrap_or_default(),
+            bin_dir,
+            project_dir: req.project_dir.clone(),
+            oci_layout: req.oci_layout.clone(),
+        })
+    }
+
+    /// Per-target features and rustflags from `[platform."…"]`.
+    pub fn target_settings(&self) -> Vec<(&'static Target, TargetSettings)> {
+        self.targets
+            .iter()
+            .map(|t| {
+                let o = self.overrides.get(&t.platform);
+                let settings = TargetSettings {
+                    features: o.and_then(|o| o.features.clone()).unwrap_or_default(),
+                    rustflags: o.and_then(|o| o.rustflags.clone()).unwrap_or_default(),
+                };
+                (*t, settings)
+            })
+            .collect()
+    }
+
+    /// The config edits for one platform: the common ones plus its env overrides.
+    pub fn edits_for(&self, platform: &Platform) -> ConfigEdits {
+        let mut e = self.edits.clone();
+        if let Some(env) = self.overrides.get(platform).and_then(|o| o.env.as_ref()) {
+            for (k, v) in env {
+                e.env.retain(|(ek, _)| ek != k);
+                e.env.push((k.clone(), v.clone()));
+            }
+        }
+        e
+    }
+
+    pub fn layout_dir(&self, target_dir: &Path) -> PathBuf {
+        self.oci_layout
+            .clone()
+            .unwrap_or_else(|| target_dir.join("xarch").join("oci"))
+    }
+
+    /// The layer holding the binaries, at `bin_dir/<name>`, mode 0755.
+    pub fn bin_layer(&self, bins: &[Artifact]) -> Result<LayerBuilder> {
+        let mut b = LayerBuilder::new();
+        for a in bins {
+            b.file(
+                &format!("{}/{}", self.bin_dir, a.name),
+                a.path.clone(),
+                0o755,
+            )?;
+        }
+        Ok(b)
+    }
+
+    /// The layer holding `[[files]]` (shared by every platform), if any.
+    pub fn files_layer(&self) -> Result<Option<LayerBuilder>> {
+        if self.files.is_empty() {
+            return Ok(None);
+        }
+        let mut b = LayerBuilder::new();
+        for f in &self.files {
+            add_files(&mut b, &self.project_dir, f)?;
+        }
+        Ok(Some(b))
+    }
+}
+
+/// Adds a file, or a directory tree (sorted, symlinks followed), with fixed
+/// permissions: `mode` when given, else 0755 for executables and 0644 otherwise.
+fn add_files(b: &mut LayerBuilder, project: &Path, f: &FileEntry) -> Result<()> {
+    let src = project.join(&f.src);
+    if !src.exists() {
+        bail!(
+            "files: `{}` does not exist (looked for {})",
+            f.src,
+            src.display()
+        );
+    }
+    for entry in walkdir::WalkDir::new(&src)
+        .follow_links(true)
+        .sort_by_file_name()
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", src.display()))?;
+        let rel = entry
+            .path()
+            .strip_prefix(&src)
+            .expect("walk stays under src");
+        let dest = if rel.as_os_str().is_empty() {
+            f.dest.clone()
+        } else {
+            format!("{}/{}", f.dest.trim_end_matches('/'), rel.to_string_lossy())
+        };
+        if entry.file_type().is_dir() {
+            b.dir(&dest, 0o755)?;
+        } else {
+            let mode = f
+                .mode
+                .map(|m| m.0)
+                .unwrap_or_else(|| default_mode(entry.path()));
+            b.file(&dest, entry.path().to_path_buf(), mode)?;
+        }
+    }
+    Ok(())
+}
+
+fn default_mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    let exec = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o111 != 0);
+    if exec.unwrap_or(false) { 0o755 } else { 0o644 }
+}
+
+fn name_and_tags(
+    req: &BuildRequest,
+    cfg: &ImageConfig,
+    package: &str,
+) -> Result<(String, Vec<String>)> {
+    if req.tags.is_empty() {
+        let name = cfg.name.clone().unwrap_or_else(|| package.to_string());
+        let tags = cfg.tags.clone().unwrap_or_else(|| vec!["latest".into()]);
+        for t in &tags {
+            check_tag(t)?;
+        }
+        return Ok((name, tags));
+    }
+    let mut name = None;
+    let mut tags = Vec::new();
+    for r in &req.tags {
+        let (n, t) = split_tag(r)?;
+        name.get_or_insert(n);
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    Ok((name.expect("at least one tag"), tags))
+}
+
+/// `registry:5000/team/app:1.0` → (`registry:5000/team/app`, `1.0`); no tag → latest.
+pub fn split_tag(r: &str) -> Result<(String, String)> {
+    if r.contains('@') {
+        bail!("`{r}`: a digest cannot be a tag; use name[:tag]");
+    }
+    let last_slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
+    let (name, tag) = match r[last_slash..].rfind(':') {
+        Some(i) => (&r[..last_slash + i], &r[last_slash + i + 1..]),
+        None => (r, "latest"),
+    };
+    if name.is_empty() {
+        bail!("`{r}` has no image name; use name[:tag]");
+    }
+    check_tag(tag)?;
+    Ok((name.to_string(), tag.to_string()))
+}
+
+fn check_tag(t: &str) -> Result<()> {
+    let ok = !t.is_empty()
+        && t.len() <= 128
+        && t.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && !t.starts_with(['.', '-']);
+    if !ok {
+        bail!("invalid tag `{t}`: up to 128 of [A-Za-z0-9_.-], not starting with . or -");
+    }
+    Ok(())
+}
+
+fn edits(
+    req: &BuildRequest,
+    cfg: &ImageConfig,
+    project: &RustProject,
+    bin_dir: &str,
+) -> Result<ConfigEdits> {
+    let entrypoint = match &cfg.entrypoint {
+        Some(e) => e.clone(),
+        None => match project.main_bin() {
+            Some(b) => vec![format!("{bin_dir}/{b}")],
+            None => bail!(
+                "package `{}` has several binaries ({}) and none is the default: set `entrypoint` \
+                 in the xarch configuration or `default-run` in Cargo.toml",
+                project.package.name,
+                project.bins.join(", ")
+            ),
+        },
+    };
+    let mut env: Vec<(String, String)> = cfg.env.clone().unwrap_or_default().into_iter().collect();
+    for (k, v) in &req.env {
+        env.retain(|(ek, _)| ek != k);
+        env.push((k.clone(), v.clone()));
+    }
+    let mut labels = cfg.labels.clone().unwrap_or_default();
+    labels.extend(req.labels.iter().cloned());
+    Ok(ConfigEdits {
+        entrypoint: Some(entrypoint),
+        cmd: cfg.cmd.clone(),
+        env,
+        workdir: cfg.workdir.clone(),
+        user: req.user.clone().or_else(|| cfg.user.clone()),
+        labels,
+        ports: cfg.ports.iter().flatten().map(|p| p.0.clone()).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_split_after_the_last_slash() {
+        assert_eq!(
+            split_tag("hello:1.0").unwrap(),
+            ("hello".into(), "1.0".into())
+        );
+        assert_eq!(
+            split_tag("hello").unwrap(),
+            ("hello".into(), "latest".into())
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/team/app").unwrap(),
+            ("127.0.0.1:5000/team/app".into(), "latest".into())
+        );
+        assert_eq!(
+            split_tag("127.0.0.1:5000/team/app:v2").unwrap(),
+            ("127.0.0.1:5000/team/app".into(), "v2".into())
+        );
+        assert!(split_tag("app:bad tag").is_err());
+        assert!(split_tag("app@sha256:00").is_err());
+    }
+}

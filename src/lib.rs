@@ -1,0 +1,15 @@
+//! xarch: cross-compile natively for every platform and assemble multi-arch OCI
+//! images — layers, configs, manifests and the index — without a Docker daemon.
+//!
+//! The engine is usable as a library; `xarch` and `cargo-xarch` are thin CLIs.
+
+pub mod base;
+pub mod build;
+pub mod cli;
+pub mod config;
+pub mod elf;
+pub mod oci;
+pub mod platform;
+pub mod targets;
+pub mod toolchain;
+pub mod ui;

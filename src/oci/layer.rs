@@ -1,0 +1,359 @@
+//! `Layer`: a gzip-compressed tar written in one streaming pass —
+//! deterministic tar → sha256 (diff_id) → gzip → sha256 (digest) → blob store.
+//!
+//! Tar building and hashing run on one thread, compression on another, joined by
+//! a small bounded channel: both cores work and memory stays flat whatever the size.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufReader, Write};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use anyhow::{Context, Result, anyhow, bail};
+use flate2::{Compression, GzBuilder};
+
+use super::blobs::BlobStore;
+use super::digest::{Digest, HashingWriter};
+
+/// A written layer, as the manifest (digest, size) and config (diff_id) need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    pub digest: Digest,
+    pub diff_id: Digest,
+    pub size: u64,
+    pub media_type: String,
+}
+
+#[derive(Debug, Clone)]
+enum Data {
+    Dir,
+    File(PathBuf),
+    Bytes(Vec<u8>),
+    Symlink(String),
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    data: Data,
+    mode: u32,
+    uid: u64,
+    gid: u64,
+}
+
+/// The contents of one layer, keyed by path (relative to `/`, no leading slash).
+/// Entries are written sorted, so parents always come before their children.
+#[derive(Debug, Clone, Default)]
+pub struct LayerBuilder {
+    entries: BTreeMap<String, Entry>,
+    owner: (u64, u64),
+}
+
+/// Fixed metadata for every entry: the reproducible mtime.
+#[derive(Debug, Clone, Copy)]
+pub struct LayerOptions {
+    pub mtime: u64,
+    pub level: u32,
+}
+
+impl Default for LayerOptions {
+    fn default() -> Self {
+        LayerOptions { mtime: 0, level: 6 }
+    }
+}
+
+fn clean(path: &str) -> Result<String> {
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => bail!("path `{path}` leaves the image root"),
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        bail!("path `{path}` names the image root");
+    }
+    Ok(parts.join("/"))
+}
+
+impl LayerBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Owner (uid, gid) for entries added after this call; 0:0 by default.
+    pub fn owner(&mut self, uid: u64, gid: u64) -> &mut Self {
+        self.owner = (uid, gid);
+        self
+    }
+
+    fn insert(&mut self, path: &str, data: Data, mode: u32) -> Result<&mut Self> {
+        let path = clean(path)?;
+        let (uid, gid) = self.owner;
+        // Missing parents become root-owned 0755 directories.
+        let mut parent = path.as_str();
+        while let Some((p, _)) = parent.rsplit_once('/') {
+            self.entries.entry(p.to_string()).or_insert(Entry {
+                data: Data::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+            });
+            parent = p;
+        }
+        self.entries.insert(
+            path,
+            Entry {
+                data,
+                mode,
+                uid,
+                gid,
+            },
+        );
+        Ok(self)
+    }
+
+    pub fn dir(&mut self, path: &str, mode: u32) -> Result<&mut Self> {
+        self.insert(path, Data::Dir, mode)
+    }
+
+    /// A file whose bytes are streamed from `src` when the layer is written.
+    pub fn file(&mut self, path: &str, src: PathBuf, mode: u32) -> Result<&mut Self> {
+        self.insert(path, Data::File(src), mode)
+    }
+
+    pub fn bytes(&mut self, path: &str, bytes: impl Into<Vec<u8>>, mode: u32) -> Result<&mut Self> {
+        self.insert(path, Data::Bytes(bytes.into()), mode)
+    }
+
+    pub fn symlink(&mut self, path: &str, target: &str) -> Result<&mut Self> {
+        self.insert(path, Data::Symlink(target.to_string()), 0o777)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes the layer into `store` in one pass and returns its descriptor facts.
+    pub fn write(&self, opts: LayerOptions, media_type: &str, store: &BlobStore) -> Result<Layer> {
+        let (tx, rx) = sync_channel::<Vec<u8>>(8);
+        let blob = store.writer()?;
+        let (tar_result, gz_result) = std::thread::scope(|s| {
+            let producer = s.spawn(move || self.write_tar(opts, tx));
+            let compressed = compress(rx, blob, opts.level);
+            let tar = producer
+                .join()
+                .unwrap_or_else(|_| Err(anyhow!("layer writer panicked")));
+            (tar, compressed)
+        });
+        let diff_id = tar_result?;
+        let (digest, size) = gz_result?;
+        Ok(Layer {
+            digest,
+            diff_id,
+            size,
+            media_type: media_type.to_string(),
+        })
+    }
+
+    fn write_tar(&self, opts: LayerOptions, tx: SyncSender<Vec<u8>>) -> Result<Digest> {
+        let sink = HashingWriter::new(ChunkSender::new(tx));
+        let mut tar = tar::Builder::new(sink);
+        tar.mode(tar::HeaderMode::Deterministic);
+        for (path, e) in &self.entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_mtime(opts.mtime);
+            h.set_uid(e.uid);
+            h.set_gid(e.gid);
+            h.set_mode(e.mode);
+            match &e.data {
+                Data::Dir => {
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    tar.append_data(&mut h, format!("{path}/"), io::empty())?;
+                }
+                Data::Bytes(b) => {
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(b.len() as u64);
+                    tar.append_data(&mut h, path, b.as_slice())?;
+                }
+                Data::File(src) => {
+                    let f = File::open(src)
+                        .with_context(|| format!("cannot read {}", src.display()))?;
+                    h.set_entry_type(tar::EntryType::Regular);
+                    h.set_size(f.metadata()?.len());
+                    tar.append_data(&mut h, path, BufReader::with_capacity(1 << 20, f))
+                        .with_context(|| format!("cannot add {} to a layer", src.display()))?;
+                }
+                Data::Symlink(target) => {
+                    h.set_entry_type(tar::EntryType::Symlink);
+                    h.set_size(0);
+                    tar.append_link(&mut h, path, target)?;
+                }
+            }
+        }
+        let mut sink = tar.into_inner()?;
+        sink.flush()?;
+        let (mut chunks, diff_id, _) = sink.finish();
+        chunks.send_rest()?;
+        Ok(diff_id)
+    }
+}
+
+/// Gzip (header mtime 0, no name) the chunks into the blob, hashing the output.
+fn compress(
+    rx: Receiver<Vec<u8>>,
+    blob: super::blobs::BlobWriter,
+    level: u32,
+) -> Result<(Digest, u64)> {
+    let mut gz = GzBuilder::new()
+        .mtime(0)
+        .write(blob, Compression::new(level));
+    for chunk in rx {
+        gz.write_all(&chunk)?;
+    }
+    gz.finish()?.commit()
+}
+
+/// Collects writes into 256 KiB chunks and sends them down a bounded channel.
+struct ChunkSender {
+    buf: Vec<u8>,
+    tx: SyncSender<Vec<u8>>,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl ChunkSender {
+    fn new(tx: SyncSender<Vec<u8>>) -> Self {
+        ChunkSender {
+            buf: Vec::with_capacity(CHUNK),
+            tx,
+        }
+    }
+
+    fn send_rest(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "layer compressor stopped"))
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == CHUNK {
+            self.send_rest()?;
+        }
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn entries(store: &BlobStore, layer: &Layer) -> Vec<(String, u64, u32, u64)> {
+        let f = store.open_blob(&layer.digest).unwrap();
+        let mut a = tar::Archive::new(flate2::read::GzDecoder::new(f));
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let h = e.header();
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    h.mtime().unwrap(),
+                    h.mode().unwrap(),
+                    h.uid().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sorted_parents_first_fixed_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let mut b = LayerBuilder::new();
+        b.bytes("/usr/local/bin/app", b"x".to_vec(), 0o755).unwrap();
+        b.dir("tmp", 0o1777).unwrap();
+        b.bytes("etc/passwd", b"root".to_vec(), 0o644).unwrap();
+        let opts = LayerOptions {
+            mtime: 1_700_000_000,
+            level: 6,
+        };
+        let l = b
+            .write(opts, super::super::media::OCI_LAYER_GZIP, &store)
+            .unwrap();
+        let got = entries(&store, &l);
+        let names: Vec<&str> = got.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "etc/",
+                "etc/passwd",
+                "tmp/",
+                "usr/",
+                "usr/local/",
+                "usr/local/bin/",
+                "usr/local/bin/app"
+            ]
+        );
+        assert!(got.iter().all(|e| e.1 == 1_700_000_000 && e.3 == 0));
+        assert_eq!(got[2].2, 0o1777);
+    }
+
+    #[test]
+    fn digests_are_reproducible_and_diff_id_is_the_tar_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let src = dir.path().join("big");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&src, &data).unwrap();
+        let mut b = LayerBuilder::new();
+        b.file("app/big", src, 0o644).unwrap();
+        let one = b.write(LayerOptions::default(), "m", &store).unwrap();
+        let two = b.write(LayerOptions::default(), "m", &store).unwrap();
+        assert_eq!(one, two);
+        let mut tar = Vec::new();
+        flate2::read::GzDecoder::new(store.open_blob(&one.digest).unwrap())
+            .read_to_end(&mut tar)
+            .unwrap();
+        assert_eq!(Digest::of(&tar), one.diff_id);
+        assert_eq!(
+            std::fs::metadata(store.path(&one.digest)).unwrap().len(),
+            one.size
+        );
+        // gzip header: no mtime, so equal sources give equal bytes anywhere.
+        let gz = store.read(&one.digest).unwrap();
+        assert_eq!(&gz[4..8], &[0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn refuses_escaping_paths() {
+        let mut b = LayerBuilder::new();
+        assert!(b.bytes("../etc/x", b"".to_vec(), 0o644).is_err());
+        assert!(b.bytes("/", b"".to_vec(), 0o644).is_err());
+    }
+
+    #[test]
+    fn long_paths_survive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        let long = format!("opt/{}/file", "d".repeat(150));
+        let mut b = LayerBuilder::new();
+        b.bytes(&long, b"x".to_vec(), 0o644).unwrap();
+        let l = b.write(LayerOptions::default(), "m", &store).unwrap();
+        assert!(entries(&store, &l).iter().any(|e| e.0 == long));
+    }
+}

@@ -1,0 +1,410 @@
+//! `RustProject`: a Cargo package, its binaries, and one `cargo build` with a
+//! `--target` per platform. musl targets link with rustc's bundled `rust-lld`, so
+//! no C cross toolchain is needed for static binaries.
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context, Result, bail};
+use cargo_metadata::{Message, Metadata, MetadataCommand, Package, TargetKind};
+
+use crate::targets::Target;
+use crate::ui;
+
+/// What to build from a Cargo project.
+#[derive(Debug, Clone, Default)]
+pub struct RustOptions {
+    pub package: Option<String>,
+    pub bins: Vec<String>,
+    pub features: Vec<String>,
+    pub all_features: bool,
+    pub no_default_features: bool,
+    /// Cargo profile (default `release`).
+    pub profile: String,
+    pub rustflags: Vec<String>,
+    /// Install missing rustup targets (false: `--no-install`).
+    pub install: bool,
+    pub jobs: Option<usize>,
+}
+
+/// Extra settings for one target (from `[platform."…"]`).
+#[derive(Debug, Clone, Default)]
+pub struct TargetSettings {
+    pub features: Vec<String>,
+    pub rustflags: Vec<String>,
+}
+
+pub struct RustProject {
+    pub metadata: Metadata,
+    pub package: Package,
+    pub bins: Vec<String>,
+}
+
+/// A built binary for one target.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+impl RustProject {
+    /// Reads the project through `cargo metadata` and picks the package and bins.
+    pub fn open(manifest: &Path, opts: &RustOptions) -> Result<RustProject> {
+        let metadata = MetadataCommand::new()
+            .cargo_path(cargo())
+            .manifest_path(manifest)
+            .no_deps()
+            .exec()
+            .with_context(|| format!("cargo metadata failed for {}", manifest.display()))?;
+        let package = pick_package(&metadata, manifest, opts.package.as_deref())?.clone();
+        let all_bins: Vec<String> = package
+            .targets
+            .iter()
+            .filter(|t| t.kind.contains(&TargetKind::Bin))
+            .map(|t| t.name.clone())
+            .collect();
+        let bins = if opts.bins.is_empty() {
+            all_bins.clone()
+        } else {
+            for b in &opts.bins {
+                if !all_bins.contains(b) {
+                    bail!(
+                        "package `{}` has no binary `{b}`; its binaries: {}",
+                        package.name,
+                        all_bins.join(", ")
+                    );
+                }
+            }
+            opts.bins.clone()
+        };
+        if bins.is_empty() {
+            bail!(
+                "package `{}` has no binary targets to put in an image",
+                package.name
+            );
+        }
+        Ok(RustProject {
+            metadata,
+            package,
+            bins,
+        })
+    }
+
+    pub fn target_dir(&self) -> &Path {
+        self.metadata.target_directory.as_std_path()
+    }
+
+    /// The binary an image runs by default: `default-run`, else the one named like
+    /// the package, else the only one.
+    pub fn main_bin(&self) -> Option<&str> {
+        let pick = |n: &str| {
+            self.bins
+                .iter()
+                .find(|b| b.as_str() == n)
+                .map(String::as_str)
+        };
+        self.package
+            .default_run
+            .as_deref()
+            .and_then(pick)
+            .or_else(|| pick(self.package.name.as_str()))
+            .or_else(|| (self.bins.len() == 1).then(|| self.bins[0].as_str()))
+    }
+
+    /// Builds every bin for every target; targets sharing the same features go into
+    /// one `cargo build` invocation. Returns artifacts keyed by Rust triple.
+    pub fn build(
+        &self,
+        targets: &[(&Target, TargetSettings)],
+        opts: &RustOptions,
+    ) -> Result<BTreeMap<String, Vec<Artifact>>> {
+        ensure_targets(
+            targets.iter().map(|t| t.0.rust.as_str()),
+            opts.install,
+            self.dir(),
+        )?;
+        let mut groups: BTreeMap<Vec<String>, Vec<&(&Target, TargetSettings)>> = BTreeMap::new();
+        for t in targets {
+            let mut f = opts.features.clone();
+            f.extend(t.1.features.iter().cloned());
+            groups.entry(f).or_default().push(t);
+        }
+        let mut out = BTreeMap::new();
+        for (features, group) in groups {
+            out.extend(self.cargo_build(&group, &features, opts)?);
+        }
+        Ok(out)
+    }
+
+    fn dir(&self) -> &Path {
+        self.package
+            .manifest_path
+            .parent()
+            .expect("manifest has a parent")
+            .as_std_path()
+    }
+
+    fn cargo_build(
+        &self,
+        group: &[&(&Target, TargetSettings)],
+        features: &[String],
+        opts: &RustOptions,
+    ) -> Result<BTreeMap<String, Vec<Artifact>>> {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(self.dir())
+            .arg("build")
+            .arg("--manifest-path")
+            .arg(self.package.manifest_path.as_std_path())
+            .args(["--package", self.package.name.as_str()])
+            .args(["--profile", &opts.profile])
+            .arg("--message-format=json-render-diagnostics");
+        for b in &self.bins {
+            cmd.args(["--bin", b]);
+        }
+        if !features.is_empty() {
+            cmd.args(["--features", &features.join(",")]);
+        }
+        if opts.all_features {
+            cmd.arg("--all-features");
+        }
+        if opts.no_default_features {
+            cmd.arg("--no-default-features");
+        }
+        if let Some(j) = opts.jobs {
+            cmd.args(["--jobs", &j.to_string()]);
+        }
+        let remap = self.remap_flags();
+        cmd.args(["--config", &config_array("build.rustflags", &remap)]);
+        for (target, settings) in group {
+            cmd.args(["--target", &target.rust]);
+            let mut flags = remap.clone();
+            flags.extend(opts.rustflags.iter().cloned());
+            flags.extend(settings.rustflags.iter().cloned());
+            if flags.len() > remap.len() {
+                let key = format!("target.{}.rustflags", target.rust);
+                cmd.args(["--config", &config_array(&key, &flags)]);
+            }
+            if target.is_musl() {
+                let var = format!("CARGO_TARGET_{}_LINKER", env_name(&target.rust));
+                if std::env::var_os(&var).is_none() {
+                    cmd.env(var, "rust-lld");
+                }
+            }
+        }
+        let triples: Vec<&str> = group.iter().map(|t| t.0.rust.as_str()).collect();
+        ui::status(
+            "Compiling",
+            &format!("{} for {}", self.package.name, triples.join(", ")),
+        );
+        run_cargo(cmd, &triples)
+    }
+
+    /// `--remap-path-prefix` for the workspace and cargo home, so binaries do not
+    /// depend on where the checkout or the registry cache lives.
+    fn remap_flags(&self) -> Vec<String> {
+        let mut flags = vec![format!(
+            "--remap-path-prefix={}=/build",
+            self.metadata.workspace_root
+        )];
+        if let Some(home) = cargo_home() {
+            flags.push(format!("--remap-path-prefix={}=/cargo", home.display()));
+        }
+        flags
+    }
+}
+
+fn pick_package<'a>(
+    meta: &'a Metadata,
+    manifest: &Path,
+    name: Option<&str>,
+) -> Result<&'a Package> {
+    let members = meta.workspace_packages();
+    if let Some(name) = name {
+        return members
+            .into_iter()
+            .find(|p| p.name.as_str() == name)
+            .with_context(|| {
+                let names: Vec<&str> = meta
+                    .workspace_packages()
+                    .iter()
+                    .map(|p| p.name.as_str())
+                    .collect();
+                format!(
+                    "no package `{name}` in the workspace; packages: {}",
+                    names.join(", ")
+                )
+            });
+    }
+    if let Some(p) = members
+        .iter()
+        .find(|p| p.manifest_path.as_std_path() == manifest)
+    {
+        return Ok(p);
+    }
+    let with_bins: Vec<&Package> = members
+        .into_iter()
+        .filter(|p| p.targets.iter().any(|t| t.kind.contains(&TargetKind::Bin)))
+        .collect();
+    match with_bins.as_slice() {
+        [one] => Ok(one),
+        [] => bail!("no package with a binary in {}", manifest.display()),
+        many => {
+            let names: Vec<&str> = many.iter().map(|p| p.name.as_str()).collect();
+            bail!(
+                "{} is a workspace with several binary packages; choose one with --package ({})",
+                manifest.display(),
+                names.join(", ")
+            )
+        }
+    }
+}
+
+fn run_cargo(mut cmd: Command, triples: &[&str]) -> Result<BTreeMap<String, Vec<Artifact>>> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("cannot run {}", cargo().display()))?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut out: BTreeMap<String, Vec<Artifact>> = BTreeMap::new();
+    for msg in Message::parse_stream(BufReader::new(stdout)) {
+        let Message::CompilerArtifact(a) = msg? else {
+            continue;
+        };
+        let Some(exe) = a.executable else { continue };
+        if !a.target.kind.contains(&TargetKind::Bin) {
+            continue;
+        }
+        // Artifacts live under <target-dir>/<triple>/<profile>/: the triple is a
+        // path component.
+        let triple = triples
+            .iter()
+            .find(|t| exe.components().any(|c| c.as_str() == **t))
+            .with_context(|| format!("cannot tell which target built {exe}"))?;
+        out.entry(triple.to_string()).or_default().push(Artifact {
+            name: a.target.name.clone(),
+            path: exe.into_std_path_buf(),
+        });
+    }
+    let status = child.wait()?;
+    if !status.success() {
+        bail!(
+            "cargo build failed for {} (see the errors above)",
+            triples.join(", ")
+        );
+    }
+    Ok(out)
+}
+
+/// Makes sure rustc has a std for each triple, installing it through rustup when
+/// allowed. Runs in the project directory so its rust-toolchain file applies.
+pub fn ensure_targets<'a>(
+    triples: impl Iterator<Item = &'a str>,
+    install: bool,
+    dir: &Path,
+) -> Result<()> {
+    let sysroot = sysroot(dir)?;
+    for triple in triples {
+        if sysroot
+            .join("lib/rustlib")
+            .join(triple)
+            .join("lib")
+            .is_dir()
+        {
+            continue;
+        }
+        let fix = format!("rustup target add {triple}");
+        if !install {
+            bail!(
+                "the Rust standard library for {triple} is not installed (--no-install given); install it with: {fix}"
+            );
+        }
+        ui::status("Installing", &format!("rust-std for {triple} ({fix})"));
+        let out = Command::new("rustup")
+            .args(["target", "add", triple])
+            .current_dir(dir)
+            .output()
+            .with_context(|| format!("cannot run rustup; install {triple}'s std with: {fix}"))?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr);
+            let unavailable = msg.contains("unavailable") || msg.contains("does not support");
+            if unavailable {
+                bail!(
+                    "rustup has no prebuilt standard library for {triple} on this toolchain:\n  {}\n\
+                     fix: build it from source (rustup component add rust-src, then \
+                     cargo -Zbuild-std on nightly) or choose a platform whose target rustup serves",
+                    msg.trim()
+                );
+            }
+            bail!("`{fix}` failed:\n{}", msg.trim());
+        }
+    }
+    Ok(())
+}
+
+fn sysroot(dir: &Path) -> Result<PathBuf> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(&rustc)
+        .args(["--print", "sysroot"])
+        .current_dir(dir)
+        .output()
+        .context("cannot run rustc; install Rust with rustup (https://rustup.rs)")?;
+    if !out.status.success() {
+        bail!(
+            "rustc --print sysroot failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The cargo to run: `$CARGO` (set when running as `cargo xarch`), else `cargo`.
+pub fn cargo() -> PathBuf {
+    std::env::var_os("CARGO")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "cargo".into())
+}
+
+fn cargo_home() -> Option<PathBuf> {
+    std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+}
+
+/// `aarch64-unknown-linux-musl` → `AARCH64_UNKNOWN_LINUX_MUSL`.
+pub fn env_name(triple: &str) -> String {
+    triple.to_ascii_uppercase().replace(['-', '.'], "_")
+}
+
+/// A `--config` argument setting `key` to a TOML array of strings.
+fn config_array(key: &str, values: &[String]) -> String {
+    let items: Vec<String> = values
+        .iter()
+        .map(|v| toml::Value::String(v.clone()).to_string())
+        .collect();
+    format!("{key}=[{}]", items.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_names() {
+        assert_eq!(
+            env_name("armv7-unknown-linux-musleabihf"),
+            "ARMV7_UNKNOWN_LINUX_MUSLEABIHF"
+        );
+    }
+
+    #[test]
+    fn config_array_quotes() {
+        let s = config_array(
+            "build.rustflags",
+            &["--remap-path-prefix=/a b=/build".into()],
+        );
+        assert_eq!(s, r#"build.rustflags=["--remap-path-prefix=/a b=/build"]"#);
+    }
+}
