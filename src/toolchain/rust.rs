@@ -325,23 +325,33 @@ pub fn ensure_targets<'a>(
         let out = Command::new("rustup")
             .args(["target", "add", triple])
             .current_dir(dir)
+            .env("RUST_BACKTRACE", "0")
             .output()
             .with_context(|| format!("cannot run rustup; install {triple}'s std with: {fix}"))?;
         if !out.status.success() {
-            let msg = String::from_utf8_lossy(&out.stderr);
-            let unavailable = msg.contains("unavailable") || msg.contains("does not support");
-            if unavailable {
-                bail!(
-                    "rustup has no prebuilt standard library for {triple} on this toolchain:\n  {}\n\
-                     fix: build it from source (rustup component add rust-src, then \
-                     cargo -Zbuild-std on nightly) or choose a platform whose target rustup serves",
-                    msg.trim()
-                );
-            }
-            bail!("`{fix}` failed:\n{}", msg.trim());
+            let reason = rustup_reason(&String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "rustup has no prebuilt standard library for {triple} here ({reason})\n  \
+                 fix: build std from source (`rustup toolchain install nightly --component rust-src`, \
+                 then cargo's -Zbuild-std), or leave this platform out of --platform"
+            );
         }
     }
     Ok(())
+}
+
+/// The line of rustup's output that says why, without its backtrace.
+fn rustup_reason(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Stack backtrace"))
+        .filter(|l| l.starts_with("error:") || l.contains("status code") || l.contains("unavailable"))
+        .collect();
+    match lines.as_slice() {
+        [] => "rustup target add failed".to_string(),
+        l => l.join("; ").replace("error: ", ""),
+    }
 }
 
 fn sysroot(dir: &Path) -> Result<PathBuf> {
