@@ -36,20 +36,39 @@ fn builds_an_index_whose_images_run_on_each_cpu() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
 
     // The layout's index.json names the new index by its tag.
-    let index_json: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    let index_json: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     let entry = &index_json["manifests"][0];
-    assert_eq!(entry["annotations"]["org.opencontainers.image.ref.name"], "1.0");
-    assert_eq!(entry["annotations"]["io.containerd.image.name"], "hello:1.0");
-    assert_eq!(entry["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        entry["annotations"]["org.opencontainers.image.ref.name"],
+        "1.0"
+    );
+    assert_eq!(
+        entry["annotations"]["io.containerd.image.name"],
+        "hello:1.0"
+    );
+    assert_eq!(
+        entry["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     assert_eq!(entry["digest"], report["index"]["digest"]);
 
     // skopeo reads it as an OCI index of three platform manifests.
     let index = skopeo_raw(&layout, "1.0");
-    assert_eq!(index["mediaType"], "application/vnd.oci.image.index.v1+json");
+    assert_eq!(
+        index["mediaType"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     let manifests = index["manifests"].as_array().unwrap();
     let platforms: Vec<String> = manifests
         .iter()
-        .map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap(), m["platform"]["architecture"].as_str().unwrap()))
+        .map(|m| {
+            format!(
+                "{}/{}",
+                m["platform"]["os"].as_str().unwrap(),
+                m["platform"]["architecture"].as_str().unwrap()
+            )
+        })
         .collect();
     assert_eq!(platforms, ["linux/amd64", "linux/arm64", "linux/386"]);
     assert_eq!(verify_blobs(&layout), report_blob_count(&layout, &index));
@@ -61,34 +80,60 @@ fn builds_an_index_whose_images_run_on_each_cpu() {
         let env: Vec<String> = serde_json::from_value(config["process"]["env"].clone()).unwrap();
         assert_eq!(args, ["/usr/local/bin/hello-rust"]);
         assert!(env.contains(&"GREETING=hello".to_string()), "{env:?}");
-        assert_eq!(config["process"]["user"]["uid"], 65532, "static base runs as nonroot");
+        assert_eq!(
+            config["process"]["user"]["uid"], 65532,
+            "static base runs as nonroot"
+        );
         let run = run_in_rootfs(&rootfs, &args[0], &[], &env, qemu);
         let said = stdout(&run);
         assert!(
-            said.contains(&format!("hello from hello-rust: arch={arch} os=linux bits={bits} endian=little")),
+            said.contains(&format!(
+                "hello from hello-rust: arch={arch} os=linux bits={bits} endian=little"
+            )),
             "{platform}: {said}"
         );
         // The static base and the files layer are there.
         let passwd = std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap();
         assert!(passwd.contains("nonroot:x:65532:65532"), "{passwd}");
-        let certs = std::fs::read_to_string(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
+        let certs =
+            std::fs::read_to_string(rootfs.join("etc/ssl/certs/ca-certificates.crt")).unwrap();
         assert!(certs.matches("BEGIN CERTIFICATE").count() > 100);
         use std::os::unix::fs::PermissionsExt;
-        let tmp_mode = std::fs::metadata(rootfs.join("tmp")).unwrap().permissions().mode();
+        let tmp_mode = std::fs::metadata(rootfs.join("tmp"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(tmp_mode & 0o7777, 0o1777);
         let msg = rootfs.join("usr/share/hello/message.txt");
-        assert_eq!(std::fs::metadata(&msg).unwrap().permissions().mode() & 0o777, 0o644);
-        assert!(std::fs::read_to_string(msg).unwrap().contains("layered by xarch"));
+        assert_eq!(
+            std::fs::metadata(&msg).unwrap().permissions().mode() & 0o777,
+            0o644
+        );
+        assert!(
+            std::fs::read_to_string(msg)
+                .unwrap()
+                .contains("layered by xarch")
+        );
     }
 
     // Config and manifest carry what the issue asks for.
     let m = read_blob(&layout, manifests[1]["digest"].as_str().unwrap());
-    assert_eq!(m["annotations"]["org.opencontainers.image.version"], "0.1.0");
+    assert_eq!(
+        m["annotations"]["org.opencontainers.image.version"],
+        "0.1.0"
+    );
     assert!(m["annotations"]["org.opencontainers.image.created"].is_string());
     let c = read_blob(&layout, m["config"]["digest"].as_str().unwrap());
     assert_eq!(c["architecture"], "arm64");
-    assert_eq!(c["config"]["Labels"]["org.opencontainers.image.description"], "xarch's Rust example");
-    assert_eq!(c["history"].as_array().unwrap().len(), 3, "base, files, binaries");
+    assert_eq!(
+        c["config"]["Labels"]["org.opencontainers.image.description"],
+        "xarch's Rust example"
+    );
+    assert_eq!(
+        c["history"].as_array().unwrap().len(),
+        3,
+        "base, files, binaries"
+    );
     assert_eq!(c["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
 }
 
@@ -112,7 +157,14 @@ fn build_digest(project: &std::path::Path, layout: &std::path::Path, epoch: Opti
     let mut cmd = xarch();
     cmd.arg("build")
         .arg(project)
-        .args(["--platform", "linux/amd64,linux/arm64", "-t", "r:1", "--json", "-q"])
+        .args([
+            "--platform",
+            "linux/amd64,linux/arm64",
+            "-t",
+            "r:1",
+            "--json",
+            "-q",
+        ])
         .arg("--oci-layout")
         .arg(layout);
     if let Some(e) = epoch {
@@ -131,7 +183,10 @@ fn same_sources_give_the_same_digest_from_any_checkout_path() {
     std::fs::rename(&b, &b2).unwrap();
     let one = build_digest(&a, &tmp_a.path().join("out"), None);
     let two = build_digest(&b2, &tmp_b.path().join("out"), None);
-    assert_eq!(one["index"]["digest"], two["index"]["digest"], "index digests differ");
+    assert_eq!(
+        one["index"]["digest"], two["index"]["digest"],
+        "index digests differ"
+    );
     assert_eq!(one["images"], two["images"]);
 
     // SOURCE_DATE_EPOCH moves every `created` and so the digest.
@@ -139,10 +194,16 @@ fn same_sources_give_the_same_digest_from_any_checkout_path() {
     let three = build_digest(&a, &layout, Some("1700000000"));
     assert_ne!(three["index"]["digest"], one["index"]["digest"]);
     let index = read_blob(&layout, three["index"]["digest"].as_str().unwrap());
-    assert_eq!(index["annotations"]["org.opencontainers.image.created"], "2023-11-14T22:13:20Z");
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.created"],
+        "2023-11-14T22:13:20Z"
+    );
     for m in index["manifests"].as_array().unwrap() {
         let man = read_blob(&layout, m["digest"].as_str().unwrap());
-        assert_eq!(man["annotations"]["org.opencontainers.image.created"], "2023-11-14T22:13:20Z");
+        assert_eq!(
+            man["annotations"]["org.opencontainers.image.created"],
+            "2023-11-14T22:13:20Z"
+        );
         let cfg = read_blob(&layout, man["config"]["digest"].as_str().unwrap());
         assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
         for h in cfg["history"].as_array().unwrap() {
@@ -165,18 +226,29 @@ fn config_errors_point_at_file_line_and_column() {
     assert!(err.contains("xarch.toml:3:1:"), "{err}");
     assert!(err.contains("unknown field `entrypont`"), "{err}");
 
-    std::fs::write(project.join("xarch.toml"), "name = \"hello\"\n\n[platform.\"linux/arm64\"]\nfeatures = \"fast\"\n").unwrap();
+    std::fs::write(
+        project.join("xarch.toml"),
+        "name = \"hello\"\n\n[platform.\"linux/arm64\"]\nfeatures = \"fast\"\n",
+    )
+    .unwrap();
     let out = xarch().arg("build").arg(&project).output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("xarch.toml:4:12:"), "{err}");
-    assert!(err.contains("key `platform.\"linux/arm64\".features`"), "{err}");
+    assert!(
+        err.contains("key `platform.\"linux/arm64\".features`"),
+        "{err}"
+    );
     assert!(err.contains("expected a sequence"), "{err}");
 
     // The same checks apply to [package.metadata.xarch], pinned in Cargo.toml.
     std::fs::remove_file(project.join("xarch.toml")).unwrap();
     let cargo = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
-    std::fs::write(project.join("Cargo.toml"), cargo.replace("name = \"hello\"", "name = \"hello\"\nuser = 7")).unwrap();
+    std::fs::write(
+        project.join("Cargo.toml"),
+        cargo.replace("name = \"hello\"", "name = \"hello\"\nuser = 7"),
+    )
+    .unwrap();
     let out = xarch().arg("build").arg(&project).output().unwrap();
     let err = stderr(&out);
     assert!(err.contains("Cargo.toml:12:8:"), "{err}");
@@ -186,19 +258,40 @@ fn config_errors_point_at_file_line_and_column() {
 #[test]
 fn unknown_platforms_are_usage_errors_listing_the_valid_ones() {
     let (_tmp, project) = copy_example("hello-rust");
-    let out = xarch().arg("build").arg(&project).args(["--platform", "linux/amd64,linux/sparc64"]).output().unwrap();
+    let out = xarch()
+        .arg("build")
+        .arg(&project)
+        .args(["--platform", "linux/amd64,linux/sparc64"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(err.contains("unknown platform `linux/sparc64`"), "{err}");
-    for p in ["linux/amd64", "linux/arm64", "linux/arm/v7", "linux/arm/v6", "linux/386", "linux/ppc64le", "linux/s390x", "linux/riscv64"] {
+    for p in [
+        "linux/amd64",
+        "linux/arm64",
+        "linux/arm/v7",
+        "linux/arm/v6",
+        "linux/386",
+        "linux/ppc64le",
+        "linux/s390x",
+        "linux/riscv64",
+    ] {
         assert!(err.contains(p), "{p} missing from: {err}");
     }
 
-    std::fs::write(project.join("xarch.toml"), "platforms = [\"linux/amd64\", \"windows/arm\"]\n").unwrap();
+    std::fs::write(
+        project.join("xarch.toml"),
+        "platforms = [\"linux/amd64\", \"windows/arm\"]\n",
+    )
+    .unwrap();
     let out = xarch().arg("build").arg(&project).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("xarch.toml:1:29:") && err.contains("valid platforms"), "{err}");
+    assert!(
+        err.contains("xarch.toml:1:29:") && err.contains("valid platforms"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -226,9 +319,18 @@ fn a_wrong_architecture_binary_is_refused_and_nothing_is_tagged() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("aarch64-unknown-linux-musl/release/hello-rust is ELF 64-bit LSB X86_64"), "{err}");
-    assert!(err.contains("but linux/arm64 needs ELF 64-bit LSB AARCH64"), "{err}");
-    assert!(!layout.join("index.json").exists(), "nothing may be written for a refused build");
+    assert!(
+        err.contains("aarch64-unknown-linux-musl/release/hello-rust is ELF 64-bit LSB X86_64"),
+        "{err}"
+    );
+    assert!(
+        err.contains("but linux/arm64 needs ELF 64-bit LSB AARCH64"),
+        "{err}"
+    );
+    assert!(
+        !layout.join("index.json").exists(),
+        "nothing may be written for a refused build"
+    );
 }
 
 #[test]
@@ -242,7 +344,10 @@ fn missing_rust_target_with_no_install_names_the_fix() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("rustup target add powerpc64le-unknown-linux-musl"), "{err}");
+    assert!(
+        err.contains("rustup target add powerpc64le-unknown-linux-musl"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -272,19 +377,29 @@ fn an_interrupted_build_leaves_the_layout_whole() {
         "[[files]]\nsrc = \"bulk\"\ndest = \"/srv/bulk\"\n",
     )
     .unwrap();
-    let mut child = build("big:1").stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let mut child = build("big:1")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let err = BufReader::new(child.stderr.take().unwrap());
     let start = Instant::now();
     for line in err.lines() {
         if line.unwrap().contains("Layering files") {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(300), "build never reached layering");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "build never reached layering"
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap(); // SIGKILL: no destructors, no cleanup
     let status = child.wait().unwrap();
-    assert!(!status.success(), "the build finished before it could be interrupted");
+    assert!(
+        !status.success(),
+        "the build finished before it could be interrupted"
+    );
 
     // index.json is untouched, every blob matches its digest, the old image reads.
     assert_eq!(std::fs::read(layout.join("index.json")).unwrap(), before);
@@ -295,18 +410,22 @@ fn an_interrupted_build_leaves_the_layout_whole() {
     // The next run completes and adds the new tag beside the old one.
     run_ok(&mut build("big:2"));
     verify_blobs(&layout);
-    let refs: BTreeMap<String, String> = serde_json::from_slice::<Value>(&std::fs::read(layout.join("index.json")).unwrap())
-        .unwrap()["manifests"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| {
-            (
-                m["annotations"]["org.opencontainers.image.ref.name"].as_str().unwrap().to_string(),
-                m["digest"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let refs: BTreeMap<String, String> =
+        serde_json::from_slice::<Value>(&std::fs::read(layout.join("index.json")).unwrap())
+            .unwrap()["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["annotations"]["org.opencontainers.image.ref.name"]
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                    m["digest"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
     assert_eq!(refs.keys().collect::<Vec<_>>(), ["1", "2"]);
 }
 
@@ -330,8 +449,14 @@ fn write_noise(path: &std::path::Path, len: usize) {
 #[test]
 fn cargo_xarch_builds_into_the_target_dir() {
     let (_tmp, project) = copy_example("hello-rust");
-    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_cargo-xarch")).parent().unwrap().to_path_buf();
-    let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap()))).unwrap();
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_cargo-xarch"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(bin_dir).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+    )
+    .unwrap();
     let out = run_ok(
         std::process::Command::new("cargo")
             .args(["xarch", "build", "--platform", "linux/amd64"])
@@ -340,7 +465,15 @@ fn cargo_xarch_builds_into_the_target_dir() {
             .env_remove("CARGO_TARGET_DIR"),
     );
     let layout = project.join("target/xarch/oci");
-    assert!(stdout(&out).contains(&format!("written to {}", layout.display())), "{}", stdout(&out));
-    let index: Value = serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
-    assert_eq!(index["manifests"][0]["annotations"]["io.containerd.image.name"], "hello:latest");
+    assert!(
+        stdout(&out).contains(&format!("written to {}", layout.display())),
+        "{}",
+        stdout(&out)
+    );
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        index["manifests"][0]["annotations"]["io.containerd.image.name"],
+        "hello:latest"
+    );
 }

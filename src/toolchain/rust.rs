@@ -346,7 +346,9 @@ fn rustup_reason(stderr: &str) -> String {
         .lines()
         .map(str::trim)
         .take_while(|l| !l.starts_with("Stack backtrace"))
-        .filter(|l| l.starts_with("error:") || l.contains("status code") || l.contains("unavailable"))
+        .filter(|l| {
+            l.starts_with("error:") || l.contains("status code") || l.contains("unavailable")
+        })
         .collect();
     match lines.as_slice() {
         [] => "rustup target add failed".to_string(),

@@ -70,7 +70,9 @@ fn copy_tree(src: &Path, dest: &Path) {
 
 /// Runs a command, panicking with its output unless it succeeds.
 pub fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed ({})\nstdout:\n{}\nstderr:\n{}",
@@ -105,7 +107,14 @@ pub fn unpack_platform(layout: &Path, tag: &str, platform: &str, work: &Path) ->
     let parts: Vec<&str> = platform.split('/').collect();
     let single = work.join(format!("single-{}", parts[1..].join("-")));
     let mut copy = Command::new("skopeo");
-    copy.args(["copy", "--quiet", "--override-os", parts[0], "--override-arch", parts[1]]);
+    copy.args([
+        "copy",
+        "--quiet",
+        "--override-os",
+        parts[0],
+        "--override-arch",
+        parts[1],
+    ]);
     if let Some(v) = parts.get(2) {
         copy.args(["--override-variant", v]);
     }
@@ -113,14 +122,26 @@ pub fn unpack_platform(layout: &Path, tag: &str, platform: &str, work: &Path) ->
         .arg(format!("oci:{}:img", single.display()));
     run_ok(&mut copy);
     let bundle = work.join(format!("bundle-{}", parts[1..].join("-")));
-    run_ok(Command::new("umoci").args(["unpack", "--rootless", "--image"]).arg(format!("{}:img", single.display())).arg(&bundle));
-    let config: Value = serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+    run_ok(
+        Command::new("umoci")
+            .args(["unpack", "--rootless", "--image"])
+            .arg(format!("{}:img", single.display()))
+            .arg(&bundle),
+    );
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
     (bundle, config)
 }
 
 /// Runs a binary from an unpacked rootfs: natively on x86_64, else under
 /// `qemu-<arch>-static` with the rootfs as its sysroot.
-pub fn run_in_rootfs(rootfs: &Path, exe: &str, args: &[&str], env: &[String], qemu: &str) -> Output {
+pub fn run_in_rootfs(
+    rootfs: &Path,
+    exe: &str,
+    args: &[&str],
+    env: &[String],
+    qemu: &str,
+) -> Output {
     let bin = rootfs.join(exe.trim_start_matches('/'));
     let mut cmd = if qemu == "x86_64" {
         Command::new(&bin)
@@ -148,7 +169,12 @@ pub fn verify_blobs(layout: &Path) -> usize {
         let e = e.unwrap();
         let bytes = std::fs::read(e.path()).unwrap();
         let hex = format!("{:x}", Sha256::digest(&bytes));
-        assert_eq!(e.file_name().to_string_lossy(), hex, "blob {:?} does not match its digest", e.path());
+        assert_eq!(
+            e.file_name().to_string_lossy(),
+            hex,
+            "blob {:?} does not match its digest",
+            e.path()
+        );
         n += 1;
     }
     n
