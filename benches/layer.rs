@@ -161,7 +161,10 @@ fn parent() -> Result<ExitCode> {
         let store = tmp.path().join(format!("store-{i}"));
         let run = measure(
             Command::new(&exe)
-                .env(CHILD_ENV, format!("{}\n{}", input.display(), store.display()))
+                .env(
+                    CHILD_ENV,
+                    format!("{}\n{}", input.display(), store.display()),
+                )
                 .stdin(Stdio::null()),
         )?;
         fs::remove_dir_all(&store)?; // keep the disk footprint to one blob
@@ -221,7 +224,10 @@ fn parent() -> Result<ExitCode> {
     let (xr, pr) = (peak(&xarch_runs), peak(&peer_runs));
     let mib = (INPUT_SIZE / MIB) as f64;
     println!();
-    println!("| {RUNS} runs each, {} MiB input | median wall | MiB/s | peak RSS |", INPUT_SIZE / MIB);
+    println!(
+        "| {RUNS} runs each, {} MiB input | median wall | MiB/s | peak RSS |",
+        INPUT_SIZE / MIB
+    );
     println!("|---|---|---|---|");
     println!(
         "| xarch LayerBuilder::write (gzip -6, zlib-rs) | {xs:.2} s | {:.0} | {:.1} MiB |",
@@ -312,7 +318,10 @@ fn print_stage_rss(dir: &Path) {
             Some(format!("{name} {:.1} MiB", mib_of_kib(kib.parse().ok()?)))
         })
         .collect();
-    println!("peer peak RSS by stage (one extra run): {}", stages.join(", "));
+    println!(
+        "peer peak RSS by stage (one extra run): {}",
+        stages.join(", ")
+    );
 }
 
 // ------------------------------------------------------------------- input
@@ -400,7 +409,13 @@ const WORDS: &[&str] = &[
     "method=GET",
 ];
 const LEVELS: &[&str] = &["INFO ", "DEBUG", "WARN ", "TRACE"];
-const MODULES: &[&str] = &["server::http", "db::pool", "auth", "storage::blobs", "sched"];
+const MODULES: &[&str] = &[
+    "server::http",
+    "db::pool",
+    "auth",
+    "storage::blobs",
+    "sched",
+];
 
 /// Log-like lines: timestamps, levels, module paths, ids, words from a vocabulary.
 fn text_block(rng: &mut Rng, block: &mut Vec<u8>) {

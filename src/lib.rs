@@ -5,11 +5,14 @@
 
 pub mod base;
 pub mod build;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod elf;
 pub mod oci;
 pub mod platform;
+pub mod publish;
+pub mod registry;
 pub mod targets;
 pub mod toolchain;
 pub mod ui;

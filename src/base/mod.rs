@@ -18,6 +18,37 @@ pub fn is_builtin(name: &str) -> bool {
     BUILTIN.contains(&name)
 }
 
+/// A base as configured: built in, or an image in a registry or layout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseSpec {
+    Builtin(String),
+    Registry(crate::registry::Reference),
+}
+
+impl std::fmt::Display for BaseSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BaseSpec::Builtin(n) => write!(f, "{n}"),
+            BaseSpec::Registry(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+impl BaseSpec {
+    pub fn parse(s: &str) -> Result<BaseSpec> {
+        if is_builtin(s) {
+            return Ok(BaseSpec::Builtin(s.to_string()));
+        }
+        match s.parse() {
+            Ok(r) => Ok(BaseSpec::Registry(r)),
+            Err(e) => bail!(
+                "base `{s}` is neither a built-in base ({}) nor an image reference: {e}",
+                BUILTIN.join(", ")
+            ),
+        }
+    }
+}
+
 /// A built-in base for `platform`, its layer written into `store` (the same
 /// layer, byte for byte, for every platform).
 pub fn builtin(name: &str, platform: &Platform, mtime: u64, store: &BlobStore) -> Result<Base> {

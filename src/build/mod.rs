@@ -7,14 +7,22 @@ pub mod time;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use crate::base;
+use crate::base::{self, BaseSpec};
+use crate::cache::Cache;
 use crate::elf;
 use crate::oci::annotations as ann;
+use crate::oci::image::Base;
 use crate::oci::image::{self, ImageSpec, NewLayer};
+use crate::oci::{Digest, Family, Layer};
 use crate::oci::{LayerOptions, Layout, index};
+use crate::platform::Platform;
+use crate::registry::push::{self, PushSet, PushStats};
+use crate::registry::{Client, Reference, pull};
 use crate::toolchain::rust::Artifact;
 use crate::ui;
 
@@ -23,11 +31,15 @@ pub use plan::{BuildRequest, Plan};
 /// What a build wrote, for the summary and `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    pub name: String,
-    pub tags: Vec<String>,
-    pub layout: PathBuf,
+    /// `name:tag` for each tag.
+    pub refs: Vec<String>,
+    /// The OCI layout written, if any.
+    pub layout: Option<PathBuf>,
     pub index: Written,
     pub images: Vec<PlatformImage>,
+    /// `ref@digest` for each pushed tag.
+    pub pushed: Vec<String>,
+    pub push: Option<PushStats>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,97 +55,242 @@ pub struct PlatformImage {
     pub digest: String,
     pub size: u64,
     pub binaries: Vec<String>,
+    pub base: String,
 }
 
-/// Builds the project described by `req` into an OCI layout.
+/// Builds the project described by `req` into an OCI layout and/or a registry.
 pub fn run(req: &BuildRequest) -> Result<Report> {
     let (plan, project) = plan::load(req)?;
+    let rt = runtime()?;
+    let cache = Cache::open_default()?;
+    let client = Client::new(req.registry.clone())?;
+    // Bases first: a missing platform fails before anything compiles.
+    let remote = rt.block_on(remote_bases(&client, &plan, &cache, req.offline))?;
     let artifacts = project.build(&plan.target_settings(), &plan.rust)?;
     check_artifacts(&plan, &artifacts)?;
 
-    let layout_dir = plan.layout_dir(project.target_dir());
-    let layout = Layout::open_or_create(&layout_dir)?;
+    let layout = match (&req.oci_layout, req.push) {
+        (None, true) => None,
+        _ => Some(Layout::open_or_create(
+            &plan.layout_dir(project.target_dir()),
+        )?),
+    };
+    let store = layout
+        .as_ref()
+        .map(|l| l.blobs().clone())
+        .unwrap_or_else(|| cache.blobs().clone());
     let opts = LayerOptions {
         mtime: plan.epoch,
         level: 6,
     };
-    let files_layer = plan.files_layer()?;
-    let files_layer = match files_layer {
-        Some(b) => {
-            ui::status("Layering", "files");
-            let family = crate::oci::Family::Oci;
-            Some(b.write(opts, family.layer_gzip(), layout.blobs())?)
-        }
-        None => None,
-    };
-
+    let files = plan.files_layer()?;
+    let mut files_layers: BTreeMap<&'static str, Layer> = BTreeMap::new();
     let mut manifests = Vec::new();
     let mut images = Vec::new();
+    let mut families = Vec::new();
+    let mut remote_blobs = HashMap::new();
     for target in &plan.targets {
         let platform = &target.platform;
         let bins = &artifacts[&target.rust];
+        let base = match remote.get(platform) {
+            Some((b, r)) => {
+                for l in &b.layers {
+                    remote_blobs.insert(l.digest().to_string().parse()?, r.clone());
+                }
+                b.clone()
+            }
+            None => {
+                let BaseSpec::Builtin(name) = &plan.bases[platform] else {
+                    unreachable!("remote bases resolved above")
+                };
+                base::builtin(name, platform, plan.epoch, &store)?
+            }
+        };
+        let mut layers = Vec::new();
+        if let Some(f) = &files {
+            let media = base.family.layer_gzip();
+            let l = match files_layers.get(media) {
+                Some(l) => l.clone(),
+                None => {
+                    ui::status("Layering", "files");
+                    let l = f.write(opts, media, &store)?;
+                    files_layers.insert(media, l.clone());
+                    l
+                }
+            };
+            layers.push(NewLayer {
+                layer: l,
+                created_by: "xarch: files".into(),
+            });
+        }
         ui::status(
             "Layering",
             &format!("{} for {platform}", names(bins).join(", ")),
         );
-        let base = base::builtin(&plan.base, platform, plan.epoch, layout.blobs())?;
-        let mut layers = Vec::new();
-        if let Some(l) = &files_layer {
-            layers.push(NewLayer {
-                layer: l.clone(),
-                created_by: "xarch: files".into(),
-            });
-        }
-        let bin_layer =
-            plan.bin_layer(bins)?
-                .write(opts, base.family.layer_gzip(), layout.blobs())?;
+        let bin_layer = plan
+            .bin_layer(bins)?
+            .write(opts, base.family.layer_gzip(), &store)?;
         layers.push(NewLayer {
             layer: bin_layer,
             created_by: format!("xarch: {} → {}", names(bins).join(", "), plan.bin_dir),
         });
         let edits = plan.edits_for(platform);
+        let mut annotations = plan.annotations.clone();
+        if let (Some(n), Some(d)) = (&base.name, &base.digest) {
+            annotations.insert(ann::BASE_NAME.into(), n.clone());
+            annotations.insert(ann::BASE_DIGEST.into(), d.to_string());
+        }
         let spec = ImageSpec {
             base: &base,
             platform,
             layers: &layers,
             edits: &edits,
             created: &time::rfc3339(plan.epoch),
-            annotations: &plan.annotations,
+            annotations: &annotations,
         };
-        let written = image::write(&spec, layout.blobs())?;
+        let written = image::write(&spec, &store)?;
         images.push(PlatformImage {
             platform: platform.to_string(),
             digest: written.descriptor.digest().to_string(),
             size: written.total_size,
             binaries: names(bins),
+            base: base
+                .name
+                .clone()
+                .unwrap_or_else(|| plan.bases[platform].to_string()),
         });
+        families.push(base.family);
         manifests.push(written.descriptor);
     }
-    let index_desc = index::write(
-        crate::oci::Family::Oci,
-        manifests,
-        &plan.annotations,
-        layout.blobs(),
-    )?;
-    for tag in &plan.tags {
-        // containerd's import reads the full name; skopeo and umoci the ref name.
-        let full = vec![(
-            ann::CONTAINERD_NAME.to_string(),
-            format!("{}:{tag}", plan.name),
-        )];
-        layout.set_refs(&index_desc, std::slice::from_ref(tag), &full)?;
+    // A Docker manifest list only when every image is Docker schema 2.
+    let family = if families.iter().all(|f| *f == Family::Docker) {
+        Family::Docker
+    } else {
+        Family::Oci
+    };
+    let index_desc = index::write(family, manifests, &plan.annotations, &store)?;
+    let index_digest: Digest = index_desc.digest().to_string().parse()?;
+
+    if let Some(layout) = &layout {
+        rt.block_on(fill_base_layers(&client, &cache, layout, &remote_blobs))?;
+        for (name, tag) in &plan.refs {
+            // containerd's import reads the full name; skopeo and umoci the ref name.
+            let full = vec![(ann::CONTAINERD_NAME.to_string(), format!("{name}:{tag}"))];
+            layout.set_refs(&index_desc, std::slice::from_ref(tag), &full)?;
+        }
     }
+    let (pushed, stats) = if req.push {
+        let targets = push_targets(&plan)?;
+        let set = PushSet {
+            store: &store,
+            root: index_digest.clone(),
+            remote: remote_blobs,
+            cache: &cache,
+        };
+        ui::status(
+            "Pushing",
+            &format!("{} to {}", index_digest.short(), targets[0].name()),
+        );
+        let stats = rt.block_on(push::push(&client, &set, &targets, req.push_jobs()))?;
+        let pushed = targets
+            .iter()
+            .map(|t| format!("{t}@{index_digest}"))
+            .collect();
+        (pushed, Some(stats))
+    } else {
+        (vec![], None)
+    };
     Ok(Report {
-        name: plan.name.clone(),
-        tags: plan.tags.clone(),
-        layout: absolute(&layout_dir),
+        refs: plan.refs.iter().map(|(n, t)| format!("{n}:{t}")).collect(),
+        layout: layout.map(|l| absolute(l.root())),
         index: Written {
             digest: index_desc.digest().to_string(),
             media_type: index_desc.media_type().to_string(),
             size: index_desc.size(),
         },
         images,
+        pushed,
+        push: stats,
     })
+}
+
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Resolves every registry base, grouping platforms that share one.
+async fn remote_bases(
+    client: &Client,
+    plan: &Plan,
+    cache: &Cache,
+    offline: bool,
+) -> Result<BTreeMap<Platform, (Base, Reference)>> {
+    let mut by_ref: BTreeMap<String, (Reference, Vec<Platform>)> = BTreeMap::new();
+    for (p, spec) in &plan.bases {
+        if let BaseSpec::Registry(r) = spec {
+            by_ref
+                .entry(r.to_string())
+                .or_insert_with(|| (r.clone(), vec![]))
+                .1
+                .push(p.clone());
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (r, platforms) in by_ref.into_values() {
+        ui::status("Resolving", &format!("base {r} for {}", join(&platforms)));
+        for (p, b) in pull::resolve(client, &r, &platforms, cache, offline).await? {
+            out.insert(p, (b, r.clone()));
+        }
+    }
+    Ok(out)
+}
+
+fn join(platforms: &[Platform]) -> String {
+    platforms
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A layout must hold every blob: copy base layers in from the cache, or fetch them.
+async fn fill_base_layers(
+    client: &Client,
+    cache: &Cache,
+    layout: &Layout,
+    remote: &HashMap<Digest, Reference>,
+) -> Result<()> {
+    for (d, r) in remote {
+        if layout.blobs().has(d) {
+            continue;
+        }
+        if cache.blobs().has(d) {
+            let mut w = layout.blobs().writer()?;
+            std::io::copy(&mut cache.blobs().open_blob(d)?, &mut w)?;
+            w.commit_expect(d)?;
+        } else {
+            ui::status(
+                "Fetching",
+                &format!("base layer {} from {}", d.short(), r.name()),
+            );
+            client.fetch_blob(r, d, layout.blobs()).await?;
+        }
+    }
+    Ok(())
+}
+
+fn push_targets(plan: &Plan) -> Result<Vec<Reference>> {
+    plan.refs
+        .iter()
+        .map(|(n, t)| {
+            format!("{n}:{t}")
+                .parse::<Reference>()
+                .map_err(|e| anyhow::anyhow!("cannot push to `{n}:{t}`: {e}"))
+        })
+        .collect()
 }
 
 fn names(bins: &[Artifact]) -> Vec<String> {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
+use crate::base::BaseSpec;
 use crate::config::{self, FileEntry, ImageConfig, PlatformOverride};
 use crate::oci::LayerBuilder;
 use crate::oci::image::ConfigEdits;
@@ -38,17 +39,25 @@ pub struct BuildRequest {
     pub user: Option<String>,
     pub install: bool,
     pub jobs: Option<usize>,
+    /// Push to the registry named by the tags.
+    pub push: bool,
+    pub registry: crate::registry::Options,
+    /// Never touch the network for bases: use the cache only.
+    pub offline: bool,
 }
 
 pub struct Plan {
-    pub name: String,
-    pub tags: Vec<String>,
+    /// (image name, tag) for every `-t`/configured tag.
+    pub refs: Vec<(String, String)>,
     pub targets: Vec<&'static Target>,
-    pub base: String,
+    /// The base for each platform (`base`, overridden per platform).
+    pub bases: BTreeMap<Platform, BaseSpec>,
     pub epoch: u64,
     pub rust: RustOptions,
     pub overrides: BTreeMap<Platform, PlatformOverride>,
     pub edits: ConfigEdits,
+    /// `--env` from the command line: applied last, over per-platform env.
+    pub cli_env: Vec<(String, String)>,
     pub annotations: BTreeMap<String, String>,
     pub files: Vec<FileEntry>,
     pub bin_dir: String,
@@ -57,6 +66,11 @@ pub struct Plan {
 }
 
 impl BuildRequest {
+    /// Concurrent uploads: `-j`, else 4.
+    pub fn push_jobs(&self) -> usize {
+        self.jobs.unwrap_or(4)
+    }
+
     pub fn manifest_path(&self) -> PathBuf {
         self.project_dir.join("Cargo.toml")
     }
@@ -125,7 +139,7 @@ impl Plan {
                 targets::valid_list()
             );
         }
-        let (name, tags) = name_and_tags(req, cfg, project.package.name.as_str())?;
+        let refs = refs(req, cfg, project.package.name.as_str())?;
         let git = super::git::read(&req.project_dir);
         let epoch = super::time::source_date_epoch(git.commit_time)?;
         let bin_dir = cfg
@@ -147,25 +161,37 @@ impl Plan {
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
         let edits = edits(req, cfg, project, &bin_dir)?;
+        let default_base = req
+            .base
+            .clone()
+            .or_else(|| cfg.base.clone())
+            .unwrap_or_else(|| "static".into());
+        let mut bases = BTreeMap::new();
+        for t in &targets {
+            let over = overrides.get(&t.platform).and_then(|o| o.base.clone());
+            let spec = BaseSpec::parse(over.as_deref().unwrap_or(&default_base))?;
+            bases.insert(t.platform.clone(), spec);
+        }
         Ok(Plan {
-            name,
-            tags,
+            refs,
             targets,
-            base: req
-                .base
-                .clone()
-                .or_else(|| cfg.base.clone())
-                .unwrap_or_else(|| "static".into()),
+            bases,
             epoch,
             rust,
             overrides,
             edits,
+            cli_env: req.env.clone(),
             annotations,
             files: cfg.files.clone().unwrap_or_default(),
             bin_dir,
             project_dir: req.project_dir.clone(),
             oci_layout: req.oci_layout.clone(),
         })
+    }
+
+    /// Tags in plan order.
+    pub fn tags(&self) -> Vec<String> {
+        self.refs.iter().map(|(_, t)| t.clone()).collect()
     }
 
     /// Per-target features and rustflags from `[platform."…"]`.
@@ -186,11 +212,14 @@ impl Plan {
     /// The config edits for one platform: the common ones plus its env overrides.
     pub fn edits_for(&self, platform: &Platform) -> ConfigEdits {
         let mut e = self.edits.clone();
-        if let Some(env) = self.overrides.get(platform).and_then(|o| o.env.as_ref()) {
-            for (k, v) in env {
-                e.env.retain(|(ek, _)| ek != k);
-                e.env.push((k.clone(), v.clone()));
-            }
+        let platform_env = self
+            .overrides
+            .get(platform)
+            .and_then(|o| o.env.clone())
+            .unwrap_or_default();
+        for (k, v) in platform_env.into_iter().chain(self.cli_env.iter().cloned()) {
+            e.env.retain(|(ek, _)| *ek != k);
+            e.env.push((k, v));
         }
         e
     }
@@ -230,7 +259,18 @@ impl Plan {
 /// Adds a file, or a directory tree (sorted, symlinks followed), with fixed
 /// permissions: `mode` when given, else 0755 for executables and 0644 otherwise.
 fn add_files(b: &mut LayerBuilder, project: &Path, f: &FileEntry) -> Result<()> {
-    let src = project.join(&f.src);
+    let rel = Path::new(&f.src);
+    if rel.is_absolute()
+        || rel
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+    {
+        bail!(
+            "files: src `{}` must be a path inside the project directory",
+            f.src
+        );
+    }
+    let src = project.join(rel);
     if !src.exists() {
         bail!(
             "files: `{}` does not exist (looked for {})",
@@ -271,29 +311,22 @@ fn default_mode(path: &Path) -> u32 {
     if exec.unwrap_or(false) { 0o755 } else { 0o644 }
 }
 
-fn name_and_tags(
-    req: &BuildRequest,
-    cfg: &ImageConfig,
-    package: &str,
-) -> Result<(String, Vec<String>)> {
+fn refs(req: &BuildRequest, cfg: &ImageConfig, package: &str) -> Result<Vec<(String, String)>> {
+    let mut out: Vec<(String, String)> = Vec::new();
     if req.tags.is_empty() {
         let name = cfg.name.clone().unwrap_or_else(|| package.to_string());
-        let tags = cfg.tags.clone().unwrap_or_else(|| vec!["latest".into()]);
-        for t in &tags {
-            check_tag(t)?;
+        for t in cfg.tags.clone().unwrap_or_else(|| vec!["latest".into()]) {
+            check_tag(&t)?;
+            out.push((name.clone(), t));
         }
-        return Ok((name, tags));
     }
-    let mut name = None;
-    let mut tags = Vec::new();
     for r in &req.tags {
-        let (n, t) = split_tag(r)?;
-        name.get_or_insert(n);
-        if !tags.contains(&t) {
-            tags.push(t);
+        let pair = split_tag(r)?;
+        if !out.contains(&pair) {
+            out.push(pair);
         }
     }
-    Ok((name.expect("at least one tag"), tags))
+    Ok(out)
 }
 
 /// `registry:5000/team/app:1.0` → (`registry:5000/team/app`, `1.0`); no tag → latest.
@@ -343,11 +376,7 @@ fn edits(
             ),
         },
     };
-    let mut env: Vec<(String, String)> = cfg.env.clone().unwrap_or_default().into_iter().collect();
-    for (k, v) in &req.env {
-        env.retain(|(ek, _)| ek != k);
-        env.push((k.clone(), v.clone()));
-    }
+    let env: Vec<(String, String)> = cfg.env.clone().unwrap_or_default().into_iter().collect();
     let mut labels = cfg.labels.clone().unwrap_or_default();
     labels.extend(req.labels.iter().cloned());
     Ok(ConfigEdits {

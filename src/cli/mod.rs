@@ -23,6 +23,8 @@ struct Cli {
     /// Print nothing on stderr but errors
     #[arg(short, long, global = true)]
     quiet: bool,
+    #[command(flatten)]
+    registry: RegistryArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,12 +33,68 @@ struct Cli {
 enum Command {
     /// Cross-compile the project for each platform and write a multi-platform image
     Build(Box<BuildArgs>),
+    /// Push an image or index from an OCI layout (oci:DIR[:TAG]) to a registry
+    Push {
+        /// Source: oci:DIR[:TAG]
+        source: String,
+        /// Destination references (same repository; one per tag)
+        #[arg(required = true)]
+        targets: Vec<String>,
+        /// Concurrent uploads
+        #[arg(short, long, value_name = "N", default_value_t = 4)]
+        jobs: usize,
+        /// Print the result as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Log in to a registry (saved in the docker config, as `docker login` does)
+    Login {
+        /// Registry host[:port]
+        registry: String,
+        #[arg(short, long)]
+        username: String,
+        /// Read the password from stdin
+        #[arg(long)]
+        password_stdin: bool,
+        /// Password (visible in your shell history: prefer --password-stdin)
+        #[arg(short, long, conflicts_with = "password_stdin")]
+        password: Option<String>,
+    },
+    /// Forget a registry's credentials
+    Logout {
+        /// Registry host[:port]
+        registry: String,
+    },
     /// List the platforms xarch builds for and what each means to the toolchains
     Targets {
         /// Print JSON
         #[arg(long)]
         json: bool,
     },
+}
+
+/// How to reach registries (for every command).
+#[derive(Args, Clone)]
+struct RegistryArgs {
+    /// Allow plain HTTP and unverified TLS for registries that are not on loopback
+    #[arg(long, global = true)]
+    insecure: bool,
+    /// Trust this CA certificate (PEM) for registry TLS
+    #[arg(long, value_name = "FILE", global = true)]
+    ca_cert: Option<PathBuf>,
+    /// Upload blobs larger than this many MiB in chunks (PATCH) of this size
+    #[arg(long, value_name = "MIB", global = true)]
+    chunk_size: Option<u64>,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> crate::registry::Options {
+        crate::registry::Options {
+            insecure: self.insecure,
+            ca_cert: self.ca_cert.clone(),
+            chunk_size: self.chunk_size.map(|m| m << 20),
+        }
+    }
 }
 
 #[derive(Args)]
@@ -55,7 +113,13 @@ struct BuildArgs {
     /// Write into this OCI image layout directory (created if missing)
     #[arg(long, value_name = "DIR")]
     oci_layout: Option<PathBuf>,
-    /// Base image: `static` (default) or `scratch`
+    /// Push the image to the registry named by the tags (-t registry/repo:tag)
+    #[arg(long)]
+    push: bool,
+    /// Use only cached base images; never fetch
+    #[arg(long)]
+    offline: bool,
+    /// Base image: `static` (default), `scratch`, or an image reference
     #[arg(long, value_name = "BASE")]
     base: Option<String>,
     /// Package to build (cargo -p)
@@ -121,8 +185,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
         }
     };
     ui::set_quiet(cli.quiet);
+    let registry = cli.registry.options();
     let result = match cli.command {
-        Command::Build(args) => build_command(*args),
+        Command::Build(args) => build_command(*args, registry),
+        Command::Push {
+            source,
+            targets,
+            jobs,
+            json,
+        } => push_command(&source, &targets, registry, jobs, json),
+        Command::Login {
+            registry: host,
+            username,
+            password_stdin,
+            password,
+        } => login_command(&host, username, password_stdin, password),
+        Command::Logout { registry: host } => logout_command(&host),
         Command::Targets { json } => output::targets(json),
     };
     match result {
@@ -134,7 +212,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     }
 }
 
-fn build_command(args: BuildArgs) -> anyhow::Result<()> {
+fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow::Result<()> {
     let project_dir = project_dir(args.path.as_deref(), args.manifest_path.as_deref())?;
     let req = BuildRequest {
         project_dir,
@@ -154,6 +232,9 @@ fn build_command(args: BuildArgs) -> anyhow::Result<()> {
         user: args.user,
         install: !args.no_install,
         jobs: args.jobs,
+        push: args.push,
+        registry,
+        offline: args.offline,
     };
     let report = build::run(&req)?;
     output::build_report(&report, args.json)
@@ -182,4 +263,70 @@ fn project_dir(path: Option<&Path>, manifest: Option<&Path>) -> anyhow::Result<P
                 cwd.display()
             )
         })
+}
+
+fn push_command(
+    source: &str,
+    targets: &[String],
+    opts: crate::registry::Options,
+    jobs: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let src: crate::registry::ImageRef = source.parse()?;
+    let refs = targets
+        .iter()
+        .map(|t| t.parse::<crate::registry::Reference>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let (digest, stats) = crate::publish::push_layout(&src, &refs, opts, jobs)?;
+    if json {
+        let pushed: Vec<String> = refs.iter().map(|r| format!("{r}@{digest}")).collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"digest": digest.as_str(), "pushed": pushed, "stats": stats})
+            )?
+        );
+    } else {
+        for r in &refs {
+            println!("{r}@{digest}");
+        }
+        output::push_stats(&stats);
+    }
+    Ok(())
+}
+
+fn login_command(
+    host: &str,
+    username: String,
+    stdin: bool,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    let secret = match (stdin, password) {
+        (true, _) => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (false, Some(p)) => p,
+        (false, None) => anyhow::bail!("give the password with --password-stdin (or -p)"),
+    };
+    if secret.is_empty() {
+        anyhow::bail!("empty password");
+    }
+    let cred = crate::registry::auth::Credential { username, secret };
+    let path = crate::registry::auth::store(host, &cred)?;
+    ui::status(
+        "Saved",
+        &format!("credentials for {host} in {}", path.display()),
+    );
+    Ok(())
+}
+
+fn logout_command(host: &str) -> anyhow::Result<()> {
+    if crate::registry::auth::erase(host)? {
+        ui::status("Removed", &format!("credentials for {host}"));
+    } else {
+        ui::warn(&format!("no credentials for {host} were stored"));
+    }
+    Ok(())
 }

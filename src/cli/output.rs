@@ -14,33 +14,56 @@ pub fn build_report(r: &Report, json: bool) -> Result<()> {
         return Ok(());
     }
     let mut out = std::io::stdout().lock();
-    let refs: Vec<String> = r.tags.iter().map(|t| format!("{}:{t}", r.name)).collect();
     writeln!(
         out,
         "{}  {}  index, {} platforms",
         r.index.digest,
-        refs.join(", "),
+        r.refs.join(", "),
         r.images.len()
     )?;
     for i in &r.images {
         writeln!(
             out,
-            "  {:<16} {}  {:>9}  {}",
+            "  {:<16} {}  {:>9}  {}  on {}",
             i.platform,
             i.digest,
             ui::size(i.size),
-            i.binaries.join(", ")
+            i.binaries.join(", "),
+            i.base
         )?;
     }
-    for t in &r.tags {
-        writeln!(
-            out,
-            "written to {} (oci:{}:{t})",
-            r.layout.display(),
-            r.layout.display()
-        )?;
+    if let Some(layout) = &r.layout {
+        for name in &r.refs {
+            let tag = name.rsplit(':').next().unwrap_or(name);
+            writeln!(
+                out,
+                "written to {} (oci:{}:{tag})",
+                layout.display(),
+                layout.display()
+            )?;
+        }
+    }
+    for p in &r.pushed {
+        writeln!(out, "{p}")?;
+    }
+    if let Some(s) = &r.push {
+        push_stats(s);
     }
     Ok(())
+}
+
+pub fn push_stats(s: &crate::registry::push::PushStats) {
+    ui::status(
+        "Pushed",
+        &format!(
+            "{} blobs uploaded ({}), {} mounted, {} copied, {} already there",
+            s.uploaded,
+            ui::size(s.uploaded_bytes),
+            s.mounted,
+            s.copied,
+            s.existing
+        ),
+    );
 }
 
 pub fn targets(json: bool) -> Result<()> {

@@ -55,6 +55,8 @@ pub struct ImageConfig {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct PlatformOverride {
+    /// Base image for this platform only.
+    pub base: Option<String>,
     pub env: Option<BTreeMap<String, String>>,
     pub features: Option<Vec<String>>,
     pub rustflags: Option<Vec<String>>,

@@ -99,6 +99,18 @@ impl BlobWriter {
     }
 }
 
+impl BlobWriter {
+    /// Commits only when the bytes hash to `expected`; otherwise the temp file is
+    /// dropped and the error names both digests.
+    pub fn commit_expect(self, expected: &Digest) -> Result<(Digest, u64)> {
+        let got = self.out.digest();
+        if &got != expected {
+            anyhow::bail!("digest mismatch: expected {expected}, got {got}");
+        }
+        self.commit()
+    }
+}
+
 impl Write for BlobWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.write(buf)

@@ -80,6 +80,11 @@ impl<W: Write> HashingWriter<W> {
         (self.inner, Digest::from_hasher(self.hasher), self.count)
     }
 
+    /// The digest of what was written so far.
+    pub fn digest(&self) -> Digest {
+        Digest::from_hasher(self.hasher.clone())
+    }
+
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }

@@ -1,0 +1,65 @@
+//! `Cache`: xarch's content-addressed cache on disk — base manifests, configs and
+//! blobs by digest, and the digest each tag last resolved to (for `--offline`).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use crate::oci::{BlobStore, Digest};
+use crate::registry::reference::Reference;
+
+#[derive(Debug, Clone)]
+pub struct Cache {
+    root: PathBuf,
+    blobs: BlobStore,
+}
+
+impl Cache {
+    /// `$XARCH_CACHE_DIR`, else `$XDG_CACHE_HOME/xarch`, else `~/.cache/xarch`.
+    pub fn open_default() -> Result<Cache> {
+        let root = std::env::var_os("XARCH_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("xarch")))
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/xarch")))
+            .context("cannot find a cache directory: set XARCH_CACHE_DIR")?;
+        Cache::open(&root)
+    }
+
+    pub fn open(root: &Path) -> Result<Cache> {
+        Ok(Cache {
+            root: root.to_path_buf(),
+            blobs: BlobStore::open(root)?,
+        })
+    }
+
+    pub fn blobs(&self) -> &BlobStore {
+        &self.blobs
+    }
+
+    fn ref_path(&self, r: &Reference) -> PathBuf {
+        let tag = r.tag.as_deref().unwrap_or("latest");
+        self.root
+            .join("refs")
+            .join(r.registry.replace(':', "_"))
+            .join(&r.repository)
+            .join(tag)
+    }
+
+    /// The digest `r`'s tag resolved to last time, if known.
+    pub fn tag_digest(&self, r: &Reference) -> Option<Digest> {
+        std::fs::read_to_string(self.ref_path(r))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    pub fn remember_tag(&self, r: &Reference, digest: &Digest) -> Result<()> {
+        let p = self.ref_path(r);
+        std::fs::create_dir_all(p.parent().expect("ref path has a parent"))?;
+        let mut tmp = tempfile::NamedTempFile::new_in(self.blobs.temp_dir())?;
+        std::io::Write::write_all(&mut tmp, digest.as_str().as_bytes())?;
+        tmp.persist(&p)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,527 @@
+//! `Client`: the OCI distribution API over HTTP — transport choice (HTTPS, or
+//! plain HTTP for loopback hosts and `--insecure`), auth (anonymous, Basic,
+//! Bearer tokens cached by scope), retries with backoff, and registry errors
+//! turned into messages that never carry a credential.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, LOCATION};
+use reqwest::{Method, StatusCode};
+
+use super::auth::{self, Challenge, Credential};
+use super::reference::Reference;
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Allow plain HTTP (and unverified TLS) for any registry.
+    pub insecure: bool,
+    /// Extra CA certificate (PEM) to trust.
+    pub ca_cert: Option<PathBuf>,
+    /// Uploads larger than this go in chunks of this size (None: one PUT).
+    pub chunk_size: Option<u64>,
+}
+
+/// A request body that can be made again for a retry.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Empty,
+    Bytes(Vec<u8>),
+    /// `len` bytes of a file from `offset`.
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+}
+
+pub struct Client {
+    http: reqwest::Client,
+    insecure_http: Option<reqwest::Client>,
+    opts: Options,
+    hosts: Mutex<HashMap<String, Host>>,
+}
+
+#[derive(Default, Clone)]
+struct Host {
+    scheme: Option<&'static str>,
+    credential: Option<Option<Credential>>,
+    basic: bool,
+    tokens: HashMap<String, (String, Instant)>,
+}
+
+const MAX_TRIES: u32 = 5;
+
+impl Client {
+    pub fn new(opts: Options) -> Result<Client> {
+        let mut b = reqwest::Client::builder()
+            .user_agent(concat!("xarch/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(120));
+        if let Some(ca) = &opts.ca_cert {
+            let pem = std::fs::read(ca)
+                .with_context(|| format!("cannot read --ca-cert {}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .with_context(|| format!("{} holds no PEM certificate", ca.display()))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let insecure_http = if opts.insecure {
+            Some(
+                reqwest::Client::builder()
+                    .danger_accept_invalid_certs(true)
+                    .build()?,
+            )
+        } else {
+            None
+        };
+        Ok(Client {
+            http: b.build()?,
+            insecure_http,
+            opts,
+            hosts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    fn host(&self, host: &str) -> Host {
+        self.hosts
+            .lock()
+            .expect("lock")
+            .get(host)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn update(&self, host: &str, f: impl FnOnce(&mut Host)) {
+        f(self
+            .hosts
+            .lock()
+            .expect("lock")
+            .entry(host.to_string())
+            .or_default());
+    }
+
+    /// HTTPS, except loopback hosts and `--insecure`, which fall back to HTTP when
+    /// HTTPS does not answer (as Docker treats insecure registries).
+    async fn scheme(&self, host: &str) -> &'static str {
+        if let Some(s) = self.host(host).scheme {
+            return s;
+        }
+        let may_http = self.opts.insecure || is_loopback(host);
+        let scheme = if may_http && self.opts.ca_cert.is_none() {
+            let client = self.insecure_http.as_ref().unwrap_or(&self.http);
+            match client.get(format!("https://{host}/v2/")).send().await {
+                Ok(_) => "https",
+                Err(_) => "http",
+            }
+        } else {
+            "https"
+        };
+        self.update(host, |h| h.scheme = Some(scheme));
+        scheme
+    }
+
+    fn http_for(&self, host: &str) -> &reqwest::Client {
+        match &self.insecure_http {
+            Some(c) if !is_loopback(host) => c,
+            _ => &self.http,
+        }
+    }
+
+    async fn credential(&self, registry: &str) -> Result<Option<Credential>> {
+        if let Some(c) = self.host(registry).credential {
+            return Ok(c);
+        }
+        let c = auth::lookup(registry)?;
+        self.update(registry, |h| h.credential = Some(c.clone()));
+        Ok(c)
+    }
+
+    /// Sends a request to `r`'s registry at `path` (or an absolute URL), handling
+    /// auth challenges and retrying transient failures. `scopes` are the token
+    /// scopes this operation needs (e.g. `repository:team/app:pull,push`).
+    pub async fn send(
+        &self,
+        r: &Reference,
+        method: Method,
+        path_or_url: &str,
+        headers: HeaderMap,
+        body: Body,
+        scopes: &[String],
+    ) -> Result<reqwest::Response> {
+        let host = r.api_host().to_string();
+        let url = if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
+            path_or_url.to_string()
+        } else {
+            format!("{}://{host}{path_or_url}", self.scheme(&host).await)
+        };
+        let mut authed_once = false;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut req = self
+                .http_for(&host)
+                .request(method.clone(), &url)
+                .headers(headers.clone());
+            if let Some(a) = self.auth_header(&r.registry, &host, scopes).await? {
+                req = req.header(AUTHORIZATION, a);
+            }
+            req = attach(req, &body).await?;
+            let result = req.send().await;
+            let resp = match result {
+                Ok(resp) => resp,
+                Err(e)
+                    if tries < MAX_TRIES
+                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
+                {
+                    tokio::time::sleep(backoff(tries, None)).await;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(anyhow!("{method} {}: {}", redact(&url), without_url(e)));
+                }
+            };
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !authed_once {
+                authed_once = true;
+                let challenge = resp
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(auth::parse_challenge);
+                if self.answer(challenge, &r.registry, &host, scopes).await? {
+                    continue;
+                }
+                return Err(registry_error(&method, &url, resp).await);
+            }
+            let transient = status == StatusCode::REQUEST_TIMEOUT
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status.is_server_error();
+            if transient && tries < MAX_TRIES {
+                let wait = backoff(tries, retry_after(resp.headers()));
+                tokio::time::sleep(wait).await;
+                continue;
+            }
+            return Ok(resp);
+        }
+    }
+
+    /// The Authorization header to send now, from what earlier challenges taught.
+    async fn auth_header(
+        &self,
+        registry: &str,
+        host: &str,
+        scopes: &[String],
+    ) -> Result<Option<String>> {
+        let state = self.host(host);
+        if let Some((token, expiry)) = state.tokens.get(&scope_key(scopes))
+            && Instant::now() < *expiry
+        {
+            return Ok(Some(format!("Bearer {token}")));
+        }
+        if state.basic {
+            return Ok(self.credential(registry).await?.map(|c| c.basic_header()));
+        }
+        Ok(None)
+    }
+
+    /// Learns from a 401 challenge; true when a retry may now succeed.
+    async fn answer(
+        &self,
+        challenge: Option<Challenge>,
+        registry: &str,
+        host: &str,
+        scopes: &[String],
+    ) -> Result<bool> {
+        let Some(ch) = challenge else {
+            return Ok(false);
+        };
+        let cred = self.credential(registry).await?;
+        match ch.scheme.as_str() {
+            "basic" => {
+                if cred.is_none() {
+                    bail!("{registry} requires a login: run `xarch login {registry}`");
+                }
+                self.update(host, |h| h.basic = true);
+                Ok(true)
+            }
+            "bearer" => {
+                let (token, ttl) = self
+                    .fetch_token(&ch, cred.as_ref(), scopes, registry)
+                    .await?;
+                self.update(host, |h| {
+                    h.tokens
+                        .insert(scope_key(scopes), (token, Instant::now() + ttl));
+                });
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn fetch_token(
+        &self,
+        ch: &Challenge,
+        cred: Option<&Credential>,
+        scopes: &[String],
+        registry: &str,
+    ) -> Result<(String, Duration)> {
+        let realm = ch
+            .params
+            .get("realm")
+            .context("bearer challenge without a realm")?;
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Some(s) = ch.params.get("service") {
+            query.push(("service", s.clone()));
+        }
+        let mut all_scopes: Vec<String> = scopes.to_vec();
+        if let Some(s) = ch.params.get("scope") {
+            for one in s.split(' ') {
+                if !all_scopes.iter().any(|x| x == one) {
+                    all_scopes.push(one.to_string());
+                }
+            }
+        }
+        for s in &all_scopes {
+            query.push(("scope", s.clone()));
+        }
+        if let Some(c) = cred {
+            query.push(("account", c.username.clone()));
+        }
+        let mut tries = 0;
+        let resp = loop {
+            tries += 1;
+            let mut req = self.http.get(realm).query(&query);
+            if let Some(c) = cred {
+                req = req.header(AUTHORIZATION, c.basic_header());
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_server_error() && tries < MAX_TRIES => {
+                    tokio::time::sleep(backoff(tries, None)).await;
+                }
+                Ok(r) => break r,
+                Err(e) if tries < MAX_TRIES => {
+                    let _ = e;
+                    tokio::time::sleep(backoff(tries, None)).await;
+                }
+                Err(e) => bail!(
+                    "token request to {} failed: {}",
+                    redact(realm),
+                    without_url(e)
+                ),
+            }
+        };
+        let status = resp.status();
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            let hint = if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                if cred.is_some() {
+                    format!(" (check the credentials for {registry}: `xarch login {registry}`)")
+                } else {
+                    format!(" (run `xarch login {registry}`)")
+                }
+            } else {
+                String::new()
+            };
+            bail!(
+                "{registry} refused a token ({status}): {}{hint}",
+                summarize(&text)
+            );
+        }
+        let body = resp.bytes().await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).context("token response is not JSON")?;
+        let token = v["token"]
+            .as_str()
+            .or_else(|| v["access_token"].as_str())
+            .context("token response has no token")?
+            .to_string();
+        let ttl = v["expires_in"].as_u64().unwrap_or(60).max(10);
+        // Renew a little early rather than fail mid-push.
+        Ok((token, Duration::from_secs(ttl.saturating_sub(5))))
+    }
+}
+
+async fn attach(req: reqwest::RequestBuilder, body: &Body) -> Result<reqwest::RequestBuilder> {
+    Ok(match body {
+        Body::Empty => req,
+        Body::Bytes(b) => req.header(CONTENT_LENGTH, b.len()).body(b.clone()),
+        Body::File { path, offset, len } => {
+            use tokio::io::{AsyncReadExt, AsyncSeekExt};
+            let mut f = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("cannot open {}", path.display()))?;
+            f.seek(std::io::SeekFrom::Start(*offset)).await?;
+            let stream = tokio_util::io::ReaderStream::with_capacity(f.take(*len), 256 * 1024);
+            req.header(CONTENT_LENGTH, *len)
+                .body(reqwest::Body::wrap_stream(stream))
+        }
+    })
+}
+
+fn scope_key(scopes: &[String]) -> String {
+    let mut s = scopes.to_vec();
+    s.sort();
+    s.join(" ")
+}
+
+pub fn is_loopback(host: &str) -> bool {
+    let h = host
+        .rsplit_once(':')
+        .filter(|(h, p)| {
+            !h.is_empty() && p.chars().all(|c| c.is_ascii_digit()) && !h.ends_with(':')
+        })
+        .map(|(h, _)| h)
+        .unwrap_or(host);
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost"
+        || h.parse::<IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
+}
+
+fn backoff(tries: u32, retry_after: Option<Duration>) -> Duration {
+    retry_after
+        .unwrap_or_else(|| Duration::from_millis(200 * 2u64.pow(tries.min(6))))
+        .min(Duration::from_secs(30))
+}
+
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let v = h.get("retry-after")?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// URLs may carry signed query strings: show scheme, host and path only.
+fn redact(url: &str) -> String {
+    url.split('?').next().unwrap_or(url).to_string()
+}
+
+/// reqwest's error text, without the URL it sometimes embeds.
+fn without_url(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(&format!(": {s}"));
+        src = s.source();
+    }
+    msg
+}
+
+/// The registry's own error text for a failed response.
+pub async fn registry_error(method: &Method, url: &str, resp: reqwest::Response) -> anyhow::Error {
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    anyhow!("{method} {}: {status}: {}", redact(url), summarize(&text))
+}
+
+/// `{"errors":[{"code":…,"message":…}]}` → `CODE: message`; other bodies trimmed.
+pub fn summarize(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
+        && let Some(errs) = v["errors"].as_array()
+    {
+        let parts: Vec<String> = errs
+            .iter()
+            .map(|e| {
+                let code = e["code"].as_str().unwrap_or("ERROR");
+                let msg = e["message"].as_str().unwrap_or("");
+                let detail = match &e["detail"] {
+                    serde_json::Value::Null => String::new(),
+                    serde_json::Value::String(s) => format!(" ({s})"),
+                    d => format!(" ({d})"),
+                };
+                format!("{code}: {msg}{detail}")
+            })
+            .collect();
+        if !parts.is_empty() {
+            return parts.join("; ");
+        }
+    }
+    let t = body.trim();
+    if t.is_empty() {
+        "(empty response)".into()
+    } else {
+        t.chars().take(300).collect()
+    }
+}
+
+/// Resolves an upload `Location` header against the request URL's origin.
+pub fn location(resp: &reqwest::Response) -> Result<String> {
+    let loc = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .context("registry answered without a Location header")?;
+    Ok(resp.url().join(loc)?.to_string())
+}
+
+/// Helper for the common headers.
+pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        let name = match *k {
+            "accept" => ACCEPT,
+            "content-type" => CONTENT_TYPE,
+            other => {
+                reqwest::header::HeaderName::from_bytes(other.as_bytes()).expect("valid header")
+            }
+        };
+        h.append(name, v.parse().expect("valid header value"));
+    }
+    h
+}
+
+pub fn file_body(path: &Path, offset: u64, len: u64) -> Body {
+    Body::File {
+        path: path.to_path_buf(),
+        offset,
+        len,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        for h in [
+            "localhost",
+            "localhost:5000",
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "[::1]:5000",
+            "::1",
+        ] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["registry.example.com", "10.0.0.1:5000", "example.com:443"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn registry_errors_are_summarized() {
+        let body = r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{"Tag":"x"}}]}"#;
+        assert_eq!(
+            summarize(body),
+            r#"MANIFEST_UNKNOWN: manifest unknown ({"Tag":"x"})"#
+        );
+        assert_eq!(summarize(""), "(empty response)");
+    }
+
+    #[test]
+    fn urls_lose_query_strings() {
+        assert_eq!(redact("https://s3/x?X-Amz-Signature=abc"), "https://s3/x");
+    }
+}

@@ -1,0 +1,297 @@
+//! Distribution API operations on a `Client`: manifests and blobs, read and
+//! written. Everything received is checked against its digest.
+
+use anyhow::{Context, Result, bail};
+use reqwest::{Method, StatusCode};
+
+use super::client::{Body, Client, file_body, headers, location, registry_error};
+use super::reference::Reference;
+use crate::oci::{BlobStore, Digest, media};
+
+/// Manifests larger than this are refused (as containerd and ggcr do).
+pub const MAX_MANIFEST: usize = 4 << 20;
+
+const ACCEPT_MANIFESTS: &str = "application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json, \
+    application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json";
+
+/// A manifest as served: exact bytes, media type, digest (verified).
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: Digest,
+}
+
+pub fn pull_scope(r: &Reference) -> String {
+    format!("repository:{}:pull", r.repository)
+}
+
+pub fn push_scope(r: &Reference) -> String {
+    format!("repository:{}:pull,push", r.repository)
+}
+
+impl Client {
+    /// GETs a manifest by tag or digest; refuses oversized ones and checks the
+    /// digest (against the reference's digest, else the registry's header).
+    pub async fn get_manifest(&self, r: &Reference) -> Result<Fetched> {
+        let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
+        let h = headers(&[("accept", ACCEPT_MANIFESTS)]);
+        let mut resp = self
+            .send(r, Method::GET, &path, h, Body::Empty, &[pull_scope(r)])
+            .await?;
+        if resp.status() == StatusCode::NOT_FOUND {
+            bail!(
+                "{r} not found: {}",
+                super::client::summarize(&resp.text().await.unwrap_or_default())
+            );
+        }
+        if !resp.status().is_success() {
+            return Err(registry_error(&Method::GET, &path, resp).await)
+                .with_context(|| format!("cannot fetch {r}"));
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n as usize > MAX_MANIFEST)
+        {
+            bail!("manifest {r} is larger than 4 MiB; refusing it");
+        }
+        let media_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or(s).trim().to_string())
+            .unwrap_or_default();
+        let served: Option<Digest> = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse().ok());
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_MANIFEST {
+                bail!("manifest {r} is larger than 4 MiB; refusing it");
+            }
+        }
+        let digest = Digest::of(&bytes);
+        if let Some(want) = r.digest.as_ref().or(served.as_ref()) {
+            if *want != digest {
+                bail!("manifest {r}: digest mismatch: expected {want}, got {digest}");
+            }
+        }
+        let media_type = if media_type.is_empty() || media_type == "application/json" {
+            sniff_media_type(&bytes)
+        } else {
+            media_type
+        };
+        Ok(Fetched {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// HEAD a manifest: its digest when it exists.
+    pub async fn head_manifest(&self, r: &Reference) -> Result<Option<Digest>> {
+        let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
+        let h = headers(&[("accept", ACCEPT_MANIFESTS)]);
+        let resp = self
+            .send(r, Method::HEAD, &path, h, Body::Empty, &[push_scope(r)])
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(resp
+                .headers()
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|s| s.parse().ok())
+                .or_else(|| r.digest.clone())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(registry_error(&Method::HEAD, &path, resp).await),
+        }
+    }
+
+    pub async fn put_manifest(&self, r: &Reference, media_type: &str, bytes: &[u8]) -> Result<()> {
+        let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
+        let h = headers(&[("content-type", media_type)]);
+        let resp = self
+            .send(
+                r,
+                Method::PUT,
+                &path,
+                h,
+                Body::Bytes(bytes.to_vec()),
+                &[push_scope(r)],
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(registry_error(&Method::PUT, &path, resp).await)
+                .with_context(|| format!("cannot push {r}"));
+        }
+        Ok(())
+    }
+
+    /// True when the repository already has the blob.
+    pub async fn blob_exists(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        scopes: &[String],
+    ) -> Result<bool> {
+        let path = format!("/v2/{}/blobs/{digest}", r.repository);
+        let resp = self
+            .send(r, Method::HEAD, &path, headers(&[]), Body::Empty, scopes)
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(registry_error(&Method::HEAD, &path, resp).await),
+        }
+    }
+
+    /// Downloads a blob into `store`, verifying its digest on the way.
+    pub async fn fetch_blob(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        store: &BlobStore,
+    ) -> Result<u64> {
+        use std::io::Write;
+        let path = format!("/v2/{}/blobs/{digest}", r.repository);
+        let mut resp = self
+            .send(
+                r,
+                Method::GET,
+                &path,
+                headers(&[]),
+                Body::Empty,
+                &[pull_scope(r)],
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(registry_error(&Method::GET, &path, resp).await)
+                .with_context(|| format!("cannot fetch blob {digest} from {}", r.name()));
+        }
+        let mut w = store.writer()?;
+        while let Some(chunk) = resp.chunk().await? {
+            w.write_all(&chunk)?;
+        }
+        let (got, size) = w.commit_expect(digest)?;
+        debug_assert_eq!(&got, digest);
+        Ok(size)
+    }
+
+    /// Cross-repository mount; true when the registry mounted it (201). On 202 the
+    /// registry opened an upload instead, which the caller then fills.
+    pub async fn mount_blob(
+        &self,
+        target: &Reference,
+        digest: &Digest,
+        from: &Reference,
+    ) -> Result<bool> {
+        let path = format!(
+            "/v2/{}/blobs/uploads/?mount={digest}&from={}",
+            target.repository, from.repository
+        );
+        let scopes = [push_scope(target), pull_scope(from)];
+        let resp = self
+            .send(
+                target,
+                Method::POST,
+                &path,
+                headers(&[]),
+                Body::Empty,
+                &scopes,
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => Ok(false),
+            _ => Err(registry_error(&Method::POST, &path, resp).await),
+        }
+    }
+
+    /// Uploads a blob from a file: POST, then one streamed PUT — or PATCH chunks
+    /// and a closing PUT when the blob is larger than the chunk size.
+    pub async fn upload_blob(
+        &self,
+        target: &Reference,
+        digest: &Digest,
+        file: &std::path::Path,
+        size: u64,
+    ) -> Result<()> {
+        let scopes = [push_scope(target)];
+        let start = format!("/v2/{}/blobs/uploads/", target.repository);
+        let resp = self
+            .send(
+                target,
+                Method::POST,
+                &start,
+                headers(&[]),
+                Body::Empty,
+                &scopes,
+            )
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(registry_error(&Method::POST, &start, resp).await)
+                .with_context(|| format!("cannot start upload of {digest} to {}", target.name()));
+        }
+        let mut url = location(&resp)?;
+        let chunk = self.options().chunk_size.filter(|c| *c > 0 && size > *c);
+        let last = match chunk {
+            None => file_body(file, 0, size),
+            Some(c) => {
+                let mut offset = 0;
+                while offset < size {
+                    let len = c.min(size - offset);
+                    let range = format!("{}-{}", offset, offset + len - 1);
+                    let h = headers(&[
+                        ("content-type", "application/octet-stream"),
+                        ("content-range", &range),
+                    ]);
+                    let resp = self
+                        .send(
+                            target,
+                            Method::PATCH,
+                            &url,
+                            h,
+                            file_body(file, offset, len),
+                            &scopes,
+                        )
+                        .await?;
+                    if resp.status() != StatusCode::ACCEPTED {
+                        return Err(registry_error(&Method::PATCH, &url, resp).await);
+                    }
+                    url = location(&resp)?;
+                    offset += len;
+                }
+                Body::Empty
+            }
+        };
+        let sep = if url.contains('?') { '&' } else { '?' };
+        let put = format!("{url}{sep}digest={digest}");
+        let h = headers(&[("content-type", "application/octet-stream")]);
+        let resp = self
+            .send(target, Method::PUT, &put, h, last, &scopes)
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            return Err(registry_error(&Method::PUT, &put, resp).await)
+                .with_context(|| format!("upload of {digest} to {} failed", target.name()));
+        }
+        Ok(())
+    }
+}
+
+/// Media type from the document itself, for registries that serve plain JSON.
+fn sniff_media_type(bytes: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    if let Some(m) = v["mediaType"].as_str() {
+        return m.to_string();
+    }
+    if v.get("manifests").is_some() {
+        media::OCI_INDEX.into()
+    } else {
+        media::OCI_MANIFEST.into()
+    }
+}
