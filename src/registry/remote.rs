@@ -76,10 +76,10 @@ impl Client {
             }
         }
         let digest = Digest::of(&bytes);
-        if let Some(want) = r.digest.as_ref().or(served.as_ref()) {
-            if *want != digest {
-                bail!("manifest {r}: digest mismatch: expected {want}, got {digest}");
-            }
+        if let Some(want) = r.digest.as_ref().or(served.as_ref())
+            && *want != digest
+        {
+            bail!("manifest {r}: digest mismatch: expected {want}, got {digest}");
         }
         let media_type = if media_type.is_empty() || media_type == "application/json" {
             sniff_media_type(&bytes)
