@@ -336,12 +336,35 @@ fn basic_auth_uses_login_and_never_prints_the_password() {
             .unwrap();
         child.wait_with_output().unwrap()
     };
-    run_ok_output(login("wrong-pw"));
+    // A wrong password is refused at login (as docker login does) and not saved.
+    let out = login("wrong-pw");
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("rejected the credentials") && !err.contains("wrong-pw"),
+        "{err}"
+    );
+    assert!(!docker_config.join("config.json").exists());
+
+    // A wrong password already in the docker config: push fails, nothing leaks.
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "alice:wrong-pw");
+    std::fs::write(
+        docker_config.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host),
+    )
+    .unwrap();
     let out = push();
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("401") || err.contains("UNAUTHORIZED"), "{err}");
-    assert!(!err.contains("wrong-pw"), "a credential leaked: {err}");
+    assert!(
+        err.contains("rejected the credentials") && err.contains("401"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("wrong-pw") && !err.contains(&auth),
+        "a credential leaked: {err}"
+    );
 
     run_ok_output(login("s3cret-pw"));
     use std::os::unix::fs::PermissionsExt;

@@ -199,7 +199,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             username,
             password_stdin,
             password,
-        } => login_command(&host, username, password_stdin, password),
+        } => login_command(&host, username, password_stdin, password, registry),
         Command::Logout { registry: host } => logout_command(&host),
         Command::Targets { json } => output::targets(json),
     };
@@ -300,6 +300,7 @@ fn login_command(
     username: String,
     stdin: bool,
     password: Option<String>,
+    opts: crate::registry::Options,
 ) -> anyhow::Result<()> {
     let secret = match (stdin, password) {
         (true, _) => {
@@ -314,6 +315,12 @@ fn login_command(
         anyhow::bail!("empty password");
     }
     let cred = crate::registry::auth::Credential { username, secret };
+    // Like `docker login`: only credentials the registry accepts are saved.
+    let client = crate::registry::Client::new(opts)?;
+    client.set_credential(host, cred.clone());
+    crate::build::runtime()?
+        .block_on(client.ping(host))
+        .map_err(|e| anyhow::anyhow!("login to {host} failed: {e:#}"))?;
     let path = crate::registry::auth::store(host, &cred)?;
     ui::status(
         "Saved",

@@ -147,6 +147,28 @@ impl Client {
         Ok(c)
     }
 
+    /// Uses `cred` for `registry` instead of the configured one (for `login`).
+    pub fn set_credential(&self, registry: &str, cred: Credential) {
+        self.update(registry, |h| h.credential = Some(Some(cred)));
+    }
+
+    /// Checks that the registry accepts the current credentials (`GET /v2/`).
+    pub async fn ping(&self, registry: &str) -> Result<()> {
+        let r = Reference {
+            registry: registry.to_string(),
+            repository: "xarch/ping".into(),
+            tag: None,
+            digest: None,
+        };
+        let resp = self
+            .send(&r, Method::GET, "/v2/", HeaderMap::new(), Body::Empty, &[])
+            .await?;
+        if !resp.status().is_success() {
+            return Err(registry_error(&Method::GET, "/v2/", resp).await);
+        }
+        Ok(())
+    }
+
     /// Sends a request to `r`'s registry at `path` (or an absolute URL), handling
     /// auth challenges and retrying transient failures. `scopes` are the token
     /// scopes this operation needs (e.g. `repository:team/app:pull,push`).
@@ -192,7 +214,15 @@ impl Client {
                 }
             };
             let status = resp.status();
-            if status == StatusCode::UNAUTHORIZED && !authed_once {
+            if status == StatusCode::UNAUTHORIZED && authed_once {
+                let why = registry_error(&method, &url, resp).await;
+                bail!(
+                    "{} rejected the credentials ({why}); check them with `xarch login {}`",
+                    r.registry,
+                    r.registry
+                );
+            }
+            if status == StatusCode::UNAUTHORIZED {
                 authed_once = true;
                 let challenge = resp
                     .headers()

@@ -172,6 +172,9 @@ impl RustProject {
         if opts.no_default_features {
             cmd.arg("--no-default-features");
         }
+        if ui::is_quiet() {
+            cmd.arg("--quiet");
+        }
         if let Some(j) = opts.jobs {
             cmd.args(["--jobs", &j.to_string()]);
         }
