@@ -99,7 +99,7 @@ impl RegistryArgs {
 
 #[derive(Args)]
 struct BuildArgs {
-    /// Project directory (default: the nearest directory with a Cargo.toml)
+    /// Project directory (default: the nearest directory with a Cargo.toml or xarch.toml)
     path: Option<PathBuf>,
     /// Path to the project's Cargo.toml (as in cargo)
     #[arg(long, value_name = "PATH", conflicts_with = "path")]
@@ -149,7 +149,7 @@ struct BuildArgs {
     /// Annotation for the manifests and index, KEY=VALUE (repeatable)
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_kv)]
     annotation: Vec<(String, String)>,
-    /// User the image runs as (default on `static`: 65532, nonroot)
+    /// User the image runs as (default on `static`: 65532:65532, nonroot)
     #[arg(long)]
     user: Option<String>,
     /// Never install missing Rust targets with rustup

@@ -58,6 +58,8 @@ impl RustProject {
             .no_deps()
             .exec()
             .with_context(|| format!("cargo metadata failed for {}", manifest.display()))?;
+        // cargo reports absolute manifest paths; compare like with like.
+        let manifest = &std::fs::canonicalize(manifest).unwrap_or_else(|_| manifest.to_path_buf());
         let package = pick_package(&metadata, manifest, opts.package.as_deref())?.clone();
         let all_bins: Vec<String> = package
             .targets
@@ -179,16 +181,22 @@ impl RustProject {
             cmd.args(["--jobs", &j.to_string()]);
         }
         let remap = self.remap_flags();
-        cmd.args(["--config", &config_array("build.rustflags", &remap)]);
+        if std::env::var_os("RUSTFLAGS").is_some()
+            || std::env::var_os("CARGO_ENCODED_RUSTFLAGS").is_some()
+        {
+            ui::warn(
+                "RUSTFLAGS is set: cargo then ignores xarch's --remap-path-prefix flags, so binaries may embed build paths",
+            );
+        }
         for (target, settings) in group {
             cmd.args(["--target", &target.rust]);
+            // Per-target rustflags win over build.rustflags in cargo, so the remap
+            // flags go into every target's list (a user's own list is merged).
             let mut flags = remap.clone();
             flags.extend(opts.rustflags.iter().cloned());
             flags.extend(settings.rustflags.iter().cloned());
-            if flags.len() > remap.len() {
-                let key = format!("target.{}.rustflags", target.rust);
-                cmd.args(["--config", &config_array(&key, &flags)]);
-            }
+            let key = format!("target.{}.rustflags", target.rust);
+            cmd.args(["--config", &config_array(&key, &flags)]);
             if target.is_musl() {
                 let var = format!("CARGO_TARGET_{}_LINKER", env_name(&target.rust));
                 if std::env::var_os(&var).is_none() {
@@ -335,8 +343,8 @@ pub fn ensure_targets<'a>(
             let reason = rustup_reason(&String::from_utf8_lossy(&out.stderr));
             bail!(
                 "rustup has no prebuilt standard library for {triple} here ({reason})\n  \
-                 fix: build std from source (`rustup toolchain install nightly --component rust-src`, \
-                 then cargo's -Zbuild-std), or leave this platform out of --platform"
+                 xarch needs a prebuilt std for this target today (building std from source is \
+                 planned); leave this platform out of --platform"
             );
         }
     }
