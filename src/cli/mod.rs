@@ -275,7 +275,14 @@ fn push_command(
     let src: crate::registry::ImageRef = source.parse()?;
     let refs = targets
         .iter()
-        .map(|t| t.parse::<crate::registry::Reference>())
+        .map(|t| {
+            // As crane and docker do, a reference with neither tag nor digest means latest.
+            t.parse::<crate::registry::Reference>()
+                .map(|r| match (&r.tag, &r.digest) {
+                    (None, None) => r.with_tag("latest"),
+                    _ => r,
+                })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let (digest, stats) = crate::publish::push_layout(&src, &refs, opts, jobs)?;
     if json {

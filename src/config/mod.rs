@@ -90,11 +90,13 @@ impl<'de> Deserialize<'de> for Mode {
                 f.write_str("a file mode such as 0o644 or \"0644\"")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Mode, E> {
-                if (0..=0o7777).contains(&v) {
+                // Files rarely need setuid/setgid/sticky bits; a larger number is
+                // almost always a decimal typo for an octal mode (644 for 0o644).
+                if (0..=0o777).contains(&v) {
                     Ok(Mode(v as u32))
                 } else {
                     Err(E::custom(format!(
-                        "mode {v} is out of range (0o0 to 0o7777)"
+                        "mode {v} is not a file mode; write it in octal: 0o{v} or \"{v}\""
                     )))
                 }
             }
@@ -374,6 +376,12 @@ features = ["neon"]
             .is_err()
         );
         assert!(load_str("xarch.toml", "ports = [70000]\n").is_err());
+        let e = load_str(
+            "xarch.toml",
+            "[[files]]\nsrc=\"a\"\ndest=\"/a\"\nmode=644\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("0o644"), "{}", e.message);
         let e = load_str("xarch.toml", "[[files]]\nsrc=\"a\"\ndest=\"rel\"\n").unwrap_err();
         assert_eq!(e.line, 3);
     }

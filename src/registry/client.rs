@@ -195,7 +195,23 @@ impl Client {
                 .http_for(&host)
                 .request(method.clone(), &url)
                 .headers(headers.clone());
-            if let Some(a) = self.auth_header(&r.registry, &host, scopes).await? {
+            // Credentials go only to the registry itself, never to another host an
+            // upload Location or redirect points at.
+            let same_host = reqwest::Url::parse(&url).ok().and_then(|u| {
+                u.host_str().map(|h| match u.port() {
+                    Some(p) => format!("{h}:{p}") == host,
+                    None => {
+                        h == host
+                            || host.strip_suffix(":443").or(host.strip_suffix(":80")) == Some(h)
+                    }
+                })
+            });
+            let auth = if same_host == Some(true) {
+                self.auth_header(&r.registry, &host, scopes).await?
+            } else {
+                None
+            };
+            if let Some(a) = auth {
                 req = req.header(AUTHORIZATION, a);
             }
             req = attach(req, &body).await?;
