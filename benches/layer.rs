@@ -10,9 +10,11 @@
 //! * the peer: `tar -cf - -C DIR big.bin | gzip -6 | sha256sum` under `bash -c`
 //!   with `set -o pipefail` (writes nothing to disk).
 //!
-//! Wall time is taken from spawn to reap; peak RSS comes from `wait4`'s rusage,
-//! which on Linux covers the child and every descendant it reaped, so for the
-//! pipeline it is the largest of bash, tar, gzip and sha256sum.
+//! Wall time is taken from spawn to reap; CPU time (user + system) and peak RSS
+//! come from `wait4`'s rusage, which on Linux covers the child and every
+//! descendant it reaped: for the pipeline, CPU is the sum over bash, tar, gzip
+//! and sha256sum, and peak RSS the largest of them. CPU time is the figure to
+//! trust when other work shares the machine.
 //!
 //! Exits non-zero when the layer writer's peak RSS reaches 64 MiB: memory must
 //! stay flat whatever the layer size.
@@ -79,9 +81,11 @@ fn child(spec: &str) -> Result<()> {
 
 // --------------------------------------------------------------- parent side
 
-/// One finished process: wall time, peak RSS (KiB) and what it printed.
+/// One finished process: wall time, CPU time (user + system, its reaped
+/// descendants included), peak RSS (KiB) and what it printed.
 struct Run {
     wall: Duration,
+    cpu: Duration,
     maxrss_kib: u64,
     stdout: String,
 }
@@ -113,8 +117,10 @@ fn measure(cmd: &mut Command) -> Result<Run> {
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
         bail!("{cmd:?} failed (wait status {status:#x}); it printed:\n{stdout}");
     }
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     Ok(Run {
         wall,
+        cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
         // Linux reports ru_maxrss in KiB.
         maxrss_kib: ru.ru_maxrss as u64,
         stdout,
@@ -174,8 +180,9 @@ fn parent() -> Result<ExitCode> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         println!(
-            "run {i} xarch: {:6.2}s wall, layer write {}s, peak RSS {:.1} MiB (VmHWM {:.1} MiB)",
+            "run {i} xarch: {:6.2}s wall, {:6.2}s CPU, layer write {}s, peak RSS {:.1} MiB (VmHWM {:.1} MiB)",
             run.wall.as_secs_f64(),
+            run.cpu.as_secs_f64(),
             field(&run.stdout, "write_secs").unwrap_or("?"),
             mib_of_kib(run.maxrss_kib),
             mib_of_kib(
@@ -200,8 +207,9 @@ fn parent() -> Result<ExitCode> {
                 .stdin(Stdio::null()),
         )?;
         println!(
-            "run {i} peer:  {:6.2}s wall, peak RSS {:.1} MiB, sha256 of gzip stream {}",
+            "run {i} peer:  {:6.2}s wall, {:6.2}s CPU, peak RSS {:.1} MiB, sha256 of gzip stream {}",
             run.wall.as_secs_f64(),
+            run.cpu.as_secs_f64(),
             mib_of_kib(run.maxrss_kib),
             run.stdout.split_whitespace().next().unwrap_or("?"),
         );
@@ -219,24 +227,27 @@ fn parent() -> Result<ExitCode> {
     print_stage_rss(tmp.path());
 
     let secs = |runs: &[Run]| median(runs.iter().map(|r| r.wall.as_secs_f64()).collect());
+    let cpu = |runs: &[Run]| median(runs.iter().map(|r| r.cpu.as_secs_f64()).collect());
     let peak = |runs: &[Run]| runs.iter().map(|r| r.maxrss_kib).max().unwrap_or(0);
     let (xs, ps) = (secs(&xarch_runs), secs(&peer_runs));
     let (xr, pr) = (peak(&xarch_runs), peak(&peer_runs));
     let mib = (INPUT_SIZE / MIB) as f64;
     println!();
     println!(
-        "| {RUNS} runs each, {} MiB input | median wall | MiB/s | peak RSS |",
+        "| {RUNS} runs each, {} MiB input | median wall | MiB/s | median CPU | peak RSS |",
         INPUT_SIZE / MIB
     );
-    println!("|---|---|---|---|");
+    println!("|---|---|---|---|---|");
     println!(
-        "| xarch LayerBuilder::write (gzip -6, zlib-rs) | {xs:.2} s | {:.0} | {:.1} MiB |",
+        "| xarch LayerBuilder::write (gzip -6, zlib-rs) | {xs:.2} s | {:.0} | {:.2} s | {:.1} MiB |",
         mib / xs,
+        cpu(&xarch_runs),
         mib_of_kib(xr)
     );
     println!(
-        "| tar \\| gzip -6 \\| sha256sum | {ps:.2} s | {:.0} | {:.1} MiB |",
+        "| tar \\| gzip -6 \\| sha256sum | {ps:.2} s | {:.0} | {:.2} s | {:.1} MiB |",
         mib / ps,
+        cpu(&peer_runs),
         mib_of_kib(pr)
     );
     println!();
