@@ -64,7 +64,13 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let rt = runtime()?;
     let cache = Cache::open_default()?;
     let client = Client::new(req.registry.clone())?;
-    // Bases first: a missing platform fails before anything compiles.
+    // Targets and bases first: a bad tag or a missing platform fails before
+    // anything compiles.
+    let targets = if req.push {
+        push_targets(&plan)?
+    } else {
+        vec![]
+    };
     let remote = rt.block_on(remote_bases(&client, &plan, &cache, req.offline))?;
     let artifacts = project.build(&plan.target_settings(), &plan.rust)?;
     check_artifacts(&plan, &artifacts)?;
@@ -180,7 +186,6 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         }
     }
     let (pushed, stats) = if req.push {
-        let targets = push_targets(&plan)?;
         let set = PushSet {
             store: &store,
             root: index_digest.clone(),
@@ -282,15 +287,27 @@ async fn fill_base_layers(
     Ok(())
 }
 
+/// The references to push to: every tag, all in one repository.
 fn push_targets(plan: &Plan) -> Result<Vec<Reference>> {
-    plan.refs
+    let targets: Vec<Reference> = plan
+        .refs
         .iter()
         .map(|(n, t)| {
             format!("{n}:{t}")
                 .parse::<Reference>()
                 .map_err(|e| anyhow::anyhow!("cannot push to `{n}:{t}`: {e}"))
         })
-        .collect()
+        .collect::<Result<_>>()?;
+    if let Some(first) = targets.first()
+        && let Some(other) = targets.iter().find(|t| t.name() != first.name())
+    {
+        anyhow::bail!(
+            "--push sends one image to one repository; the tags name {} and {}",
+            first.name(),
+            other.name()
+        );
+    }
+    Ok(targets)
 }
 
 fn names(bins: &[Artifact]) -> Vec<String> {
