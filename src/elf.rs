@@ -34,18 +34,11 @@ impl ElfInfo {
 
 /// Reads only the ELF header (64 bytes), never the whole binary.
 pub fn read(path: &Path) -> Result<Option<ElfInfo>> {
-    let mut file =
+    let file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    while n < buf.len() {
-        let got = file.read(&mut buf[n..])?;
-        if got == 0 {
-            break;
-        }
-        n += got;
-    }
-    Ok(parse(&buf[..n]))
+    let mut header = Vec::with_capacity(64);
+    file.take(64).read_to_end(&mut header)?;
+    Ok(parse(&header))
 }
 
 /// Parses an ELF header; None when the bytes are not ELF.

@@ -49,54 +49,74 @@ impl BaseSpec {
     }
 }
 
-/// A built-in base for `platform`, its layer written into `store` (the same
-/// layer, byte for byte, for every platform).
-pub fn builtin(name: &str, platform: &Platform, mtime: u64, store: &BlobStore) -> Result<Base> {
-    let family = Family::Oci;
-    let (layers, diff_ids, history, user) = match name {
-        "scratch" => (vec![], vec![], vec![], None),
+/// A built-in base, its layer already in the store: one per build, shared by
+/// every platform.
+#[derive(Debug, Clone)]
+pub struct Builtin {
+    layers: Vec<oci_spec::image::Descriptor>,
+    diff_ids: Vec<serde_json::Value>,
+    history: Vec<serde_json::Value>,
+    user: Option<&'static str>,
+}
+
+/// Writes built-in base `name`'s layer into `store` (the same bytes for every
+/// platform, so it is written once).
+pub fn builtin(name: &str, mtime: u64, store: &BlobStore) -> Result<Builtin> {
+    match name {
+        "scratch" => Ok(Builtin {
+            layers: vec![],
+            diff_ids: vec![],
+            history: vec![],
+            user: None,
+        }),
         "static" => {
             let layer = static_layer().write(
                 LayerOptions { mtime, level: 9 },
-                family.layer_gzip(),
+                Family::Oci.layer_gzip(),
                 store,
             )?;
             let desc = descriptor(&layer.media_type, layer.size, &layer.digest)?;
             let history = json!({"created": created(mtime), "created_by": "xarch: static base (passwd, group, nsswitch.conf, tmp, CA certificates)", "comment": "xarch"});
-            (
-                vec![desc],
-                vec![json!(layer.diff_id.as_str())],
-                vec![history],
-                Some(NONROOT),
-            )
+            Ok(Builtin {
+                layers: vec![desc],
+                diff_ids: vec![json!(layer.diff_id.as_str())],
+                history: vec![history],
+                user: Some(NONROOT),
+            })
         }
         other => bail!(
             "unknown built-in base `{other}` (built-in bases: {})",
             BUILTIN.join(", ")
         ),
-    };
-    let mut cfg = json!({"Env": [format!("PATH={}", DEFAULT_PATH)]});
-    if let Some(u) = user {
-        cfg["User"] = json!(u);
-        cfg["WorkingDir"] = json!("/");
     }
-    let mut config = json!({
-        "architecture": platform.architecture,
-        "os": platform.os,
-        "config": cfg,
-        "rootfs": {"type": "layers", "diff_ids": diff_ids},
-        "history": history,
-    });
-    if let Some(v) = &platform.variant {
-        config["variant"] = json!(v);
+}
+
+impl Builtin {
+    /// The base as seen by one platform: the shared layer, a config for its CPU.
+    pub fn for_platform(&self, platform: &Platform) -> Base {
+        let mut cfg = json!({"Env": [format!("PATH={}", DEFAULT_PATH)]});
+        if let Some(u) = self.user {
+            cfg["User"] = json!(u);
+            cfg["WorkingDir"] = json!("/");
+        }
+        let mut config = json!({
+            "architecture": platform.architecture,
+            "os": platform.os,
+            "config": cfg,
+            "rootfs": {"type": "layers", "diff_ids": self.diff_ids},
+            "history": self.history,
+        });
+        if let Some(v) = &platform.variant {
+            config["variant"] = json!(v);
+        }
+        Base {
+            family: Family::Oci,
+            config,
+            layers: self.layers.clone(),
+            name: None,
+            digest: None,
+        }
     }
-    Ok(Base {
-        family,
-        config,
-        layers,
-        name: None,
-        digest: None,
-    })
 }
 
 fn created(mtime: u64) -> String {
@@ -146,8 +166,12 @@ mod tests {
     fn static_layer_is_identical_for_every_platform() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        let a = builtin("static", &"linux/amd64".parse().unwrap(), 0, &store).unwrap();
-        let b = builtin("static", &"linux/arm/v7".parse().unwrap(), 0, &store).unwrap();
+        let a = builtin("static", 0, &store)
+            .unwrap()
+            .for_platform(&"linux/amd64".parse().unwrap());
+        let b = builtin("static", 0, &store)
+            .unwrap()
+            .for_platform(&"linux/arm/v7".parse().unwrap());
         assert_eq!(a.layers, b.layers);
         assert_eq!(a.config["config"]["User"], NONROOT);
         assert_eq!(b.config["variant"], "v7");
@@ -162,7 +186,7 @@ mod tests {
     fn unknown_builtin_lists_the_known() {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path()).unwrap();
-        let e = builtin("alpine", &"linux/amd64".parse().unwrap(), 0, &store).unwrap_err();
+        let e = builtin("alpine", 0, &store).unwrap_err();
         assert!(e.to_string().contains("static, scratch"));
     }
 }

@@ -95,6 +95,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let mut images = Vec::new();
     let mut families = Vec::new();
     let mut remote_blobs = HashMap::new();
+    let mut builtins: BTreeMap<String, base::Builtin> = BTreeMap::new();
     for target in &plan.targets {
         let platform = &target.platform;
         let bins = &artifacts[&target.rust];
@@ -109,7 +110,10 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                 let BaseSpec::Builtin(name) = &plan.bases[platform] else {
                     unreachable!("remote bases resolved above")
                 };
-                base::builtin(name, platform, plan.epoch, &store)?
+                if !builtins.contains_key(name) {
+                    builtins.insert(name.clone(), base::builtin(name, plan.epoch, &store)?);
+                }
+                builtins[name].for_platform(platform)
             }
         };
         let mut layers = Vec::new();

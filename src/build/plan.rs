@@ -11,6 +11,7 @@ use crate::config::{self, FileEntry, ImageConfig, PlatformOverride};
 use crate::oci::LayerBuilder;
 use crate::oci::image::ConfigEdits;
 use crate::platform::Platform;
+use crate::registry::reference::{self, split_name_tag};
 use crate::targets::{self, Target};
 use crate::toolchain::rust::{Artifact, RustOptions, RustProject, TargetSettings};
 
@@ -334,11 +335,8 @@ pub fn split_tag(r: &str) -> Result<(String, String)> {
     if r.contains('@') {
         bail!("`{r}`: a digest cannot be a tag; use name[:tag]");
     }
-    let last_slash = r.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let (name, tag) = match r[last_slash..].rfind(':') {
-        Some(i) => (&r[..last_slash + i], &r[last_slash + i + 1..]),
-        None => (r, "latest"),
-    };
+    let (name, tag) = split_name_tag(r);
+    let tag = tag.unwrap_or("latest");
     if name.is_empty() {
         bail!("`{r}` has no image name; use name[:tag]");
     }
@@ -347,15 +345,7 @@ pub fn split_tag(r: &str) -> Result<(String, String)> {
 }
 
 fn check_tag(t: &str) -> Result<()> {
-    let ok = !t.is_empty()
-        && t.len() <= 128
-        && t.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        && !t.starts_with(['.', '-']);
-    if !ok {
-        bail!("invalid tag `{t}`: up to 128 of [A-Za-z0-9_.-], not starting with . or -");
-    }
-    Ok(())
+    reference::check_tag(t).map_err(|e| anyhow::anyhow!("invalid tag: {e}"))
 }
 
 fn edits(

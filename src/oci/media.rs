@@ -10,6 +10,22 @@ pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
+/// True for an OCI index or a Docker manifest list.
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_LIST
+}
+
+/// A manifest's media type from the document itself (its `mediaType`, else an
+/// index when it lists `manifests`), for documents stored or served without one.
+pub fn of_document(bytes: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    match v["mediaType"].as_str() {
+        Some(m) => m.to_string(),
+        None if v.get("manifests").is_some() => OCI_INDEX.into(),
+        None => OCI_MANIFEST.into(),
+    }
+}
+
 /// Which family of media types an image (and so everything added to it) uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {

@@ -180,15 +180,20 @@ fn run_helper(program: &str, verb: &str, input: &[u8]) -> Result<std::process::O
     Ok(child.wait_with_output()?)
 }
 
+/// The credential helper configured for `registry`: its own, else the store.
+fn helper_for(config: &Value, registry: &str) -> Option<String> {
+    config["credHelpers"][registry]
+        .as_str()
+        .or_else(|| config["credsStore"].as_str())
+        .map(String::from)
+}
+
 /// Saves a credential the way `docker login` does: through the configured
 /// helper/store, else base64 in `auths` of the docker config (file mode 0600).
 pub fn store(registry: &str, cred: &Credential) -> Result<PathBuf> {
     let path = docker_config_path();
     let mut config = read_config(&path)?;
-    let helper = config["credHelpers"][registry]
-        .as_str()
-        .or_else(|| config["credsStore"].as_str())
-        .map(String::from);
+    let helper = helper_for(&config, registry);
     if let Some(h) = helper {
         let program = format!("docker-credential-{h}");
         let input = json!({"ServerURL": helper_server(registry), "Username": cred.username, "Secret": cred.secret});
@@ -212,10 +217,7 @@ pub fn store(registry: &str, cred: &Credential) -> Result<PathBuf> {
 pub fn erase(registry: &str) -> Result<bool> {
     let path = docker_config_path();
     let mut config = read_config(&path)?;
-    let helper = config["credHelpers"][registry]
-        .as_str()
-        .or_else(|| config["credsStore"].as_str())
-        .map(String::from);
+    let helper = helper_for(&config, registry);
     if let Some(h) = helper {
         let _ = run_helper(
             &format!("docker-credential-{h}"),
@@ -241,7 +243,7 @@ fn read_config(path: &Path) -> Result<Value> {
 }
 
 fn write_config(path: &Path, config: &Value) -> Result<()> {
-    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().context("config path has no directory")?;
     std::fs::create_dir_all(dir)?;
     let mut tmp = tempfile::Builder::new()
@@ -253,7 +255,6 @@ fn write_config(path: &Path, config: &Value) -> Result<()> {
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
     // Keep 0600 even if the file existed with wider permissions.
-    let _ = std::fs::OpenOptions::new().mode(0o600).open(path);
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
     Ok(())
 }

@@ -356,8 +356,7 @@ impl Client {
                     tokio::time::sleep(backoff(tries, None)).await;
                 }
                 Ok(r) => break r,
-                Err(e) if tries < MAX_TRIES => {
-                    let _ = e;
+                Err(_) if tries < MAX_TRIES => {
                     tokio::time::sleep(backoff(tries, None)).await;
                 }
                 Err(e) => bail!(

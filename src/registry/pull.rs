@@ -33,7 +33,7 @@ pub async fn manifest(
     {
         let bytes = cache.blobs().read(&d)?;
         return Ok(Fetched {
-            media_type: media_type_of(&bytes),
+            media_type: media::of_document(&bytes),
             bytes,
             digest: d,
         });
@@ -49,19 +49,6 @@ pub async fn manifest(
     Ok(f)
 }
 
-fn media_type_of(bytes: &[u8]) -> String {
-    let v: Value = serde_json::from_slice(bytes).unwrap_or_default();
-    match v["mediaType"].as_str() {
-        Some(m) => m.to_string(),
-        None if v.get("manifests").is_some() => media::OCI_INDEX.into(),
-        None => media::OCI_MANIFEST.into(),
-    }
-}
-
-fn is_index(media_type: &str) -> bool {
-    media_type == media::OCI_INDEX || media_type == media::DOCKER_LIST
-}
-
 /// The base image for each requested platform.
 pub async fn resolve(
     client: &Client,
@@ -72,7 +59,7 @@ pub async fn resolve(
 ) -> Result<BTreeMap<Platform, Base>> {
     let top = manifest(client, r, cache, offline).await?;
     let mut out = BTreeMap::new();
-    if is_index(&top.media_type) {
+    if media::is_index(&top.media_type) {
         let index: Value = serde_json::from_slice(&top.bytes)
             .with_context(|| format!("{r}: index is not JSON"))?;
         let entries = platform_entries(&index);

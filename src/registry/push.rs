@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::client::Client;
 use super::reference::Reference;
-use super::remote::{pull_scope, push_scope};
+use super::remote::push_scope;
 use crate::cache::Cache;
 use crate::oci::{BlobStore, Digest, media};
 use crate::ui;
@@ -95,7 +95,7 @@ pub async fn push(
         }
     }
     let root_bytes = set.store.read(&set.root)?;
-    let root_type = media_type_of(&root_bytes);
+    let root_type = media::of_document(&root_bytes);
     for t in targets {
         let r = match (&t.tag, &t.digest) {
             (Some(_), _) => t.clone(),
@@ -123,15 +123,16 @@ async fn push_blob(
     b: Blob,
     c: &Counters,
 ) -> Result<()> {
-    let mut scopes = vec![push_scope(target)];
-    if client.blob_exists(target, &b.digest, &scopes).await? {
+    if client
+        .blob_exists(target, &b.digest, &[push_scope(target)])
+        .await?
+    {
         c.existing.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
     let path = match &b.source {
         Source::Local => set.store.path(&b.digest),
         Source::Remote(from) if from.registry == target.registry => {
-            scopes.push(pull_scope(from));
             if client.mount_blob(target, &b.digest, from).await? {
                 ui::status(
                     "Mounted",
@@ -172,20 +173,6 @@ async fn fetch_to_cache(
     Ok(store.path(d))
 }
 
-fn media_type_of(bytes: &[u8]) -> String {
-    let v: Value = serde_json::from_slice(bytes).unwrap_or_default();
-    v["mediaType"]
-        .as_str()
-        .map(String::from)
-        .unwrap_or_else(|| {
-            if v.get("manifests").is_some() {
-                media::OCI_INDEX.into()
-            } else {
-                media::OCI_MANIFEST.into()
-            }
-        })
-}
-
 /// The manifests under the root (children first, root excluded) and every blob
 /// they reference, each once, with where its bytes are.
 /// (digest, media type) of a manifest to push.
@@ -207,7 +194,7 @@ fn walk(set: &PushSet<'_>) -> Result<(Vec<ManifestRef>, Vec<Blob>)> {
                     .as_str()
                     .unwrap_or(media::OCI_MANIFEST)
                     .to_string();
-                if mt == media::OCI_INDEX || mt == media::DOCKER_LIST {
+                if media::is_index(&mt) {
                     bail!("nested indexes are not supported ({d})");
                 }
                 children.push((d.clone(), mt));

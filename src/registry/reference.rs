@@ -99,11 +99,7 @@ impl FromStr for Reference {
             ),
             None => (input, None),
         };
-        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-        let (name, tag) = match rest[last_slash..].rfind(':') {
-            Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
-            None => (rest, None),
-        };
+        let (name, tag) = split_name_tag(rest);
         if let Some(t) = tag {
             check_tag(t).map_err(|r| bad(&r))?;
         }
@@ -139,6 +135,16 @@ fn split_domain(name: &str) -> (String, &str) {
             (host.to_string(), rest)
         }
         _ => (DOCKER_HUB.to_string(), name),
+    }
+}
+
+/// Splits `name[:tag]` at the last colon that comes after the last slash, so a
+/// registry port (`host:5000/app`) or a path (`oci:/a:b/dir`) is not a tag.
+pub fn split_name_tag(s: &str) -> (&str, Option<&str>) {
+    let last_slash = s.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match s[last_slash..].rfind(':') {
+        Some(i) => (&s[..last_slash + i], Some(&s[last_slash + i + 1..])),
+        None => (s, None),
     }
 }
 
@@ -188,15 +194,8 @@ impl FromStr for ImageRef {
     type Err = BadReference;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Some(rest) = s.strip_prefix("oci:") {
-            // oci:DIR:TAG — the tag is after the last colon, if that is past the last slash.
-            let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-            let (dir, tag) = match rest[last_slash..].rfind(':') {
-                Some(i) => (
-                    &rest[..last_slash + i],
-                    Some(rest[last_slash + i + 1..].to_string()),
-                ),
-                None => (rest, None),
-            };
+            let (dir, tag) = split_name_tag(rest);
+            let tag = tag.map(String::from);
             if dir.is_empty() {
                 return Err(BadReference {
                     input: s.to_string(),

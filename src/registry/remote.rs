@@ -82,7 +82,7 @@ impl Client {
             bail!("manifest {r}: digest mismatch: expected {want}, got {digest}");
         }
         let media_type = if media_type.is_empty() || media_type == "application/json" {
-            sniff_media_type(&bytes)
+            media::of_document(&bytes)
         } else {
             media_type
         };
@@ -280,18 +280,5 @@ impl Client {
                 .with_context(|| format!("upload of {digest} to {} failed", target.name()));
         }
         Ok(())
-    }
-}
-
-/// Media type from the document itself, for registries that serve plain JSON.
-fn sniff_media_type(bytes: &[u8]) -> String {
-    let v: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    if let Some(m) = v["mediaType"].as_str() {
-        return m.to_string();
-    }
-    if v.get("manifests").is_some() {
-        media::OCI_INDEX.into()
-    } else {
-        media::OCI_MANIFEST.into()
     }
 }
