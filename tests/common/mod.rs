@@ -106,12 +106,25 @@ pub fn skopeo_raw(layout: &Path, tag: &str) -> Value {
 /// Copies one platform out of a multi-platform layout with skopeo and unpacks it
 /// with umoci; returns (bundle dir, runtime config.json).
 pub fn unpack_platform(layout: &Path, tag: &str, platform: &str, work: &Path) -> (PathBuf, Value) {
+    let source = format!("oci:{}:{tag}", layout.display());
+    copy_and_unpack(&source, &[], platform, work, "single")
+}
+
+/// `skopeo copy` of one platform of `source` (any skopeo transport) into a
+/// single-image layout named `<label>-<arch>` under `work`, then `umoci unpack`
+/// into `bundle-<arch>`; returns (bundle dir, runtime config.json).
+pub fn copy_and_unpack(
+    source: &str,
+    skopeo_flags: &[&str],
+    platform: &str,
+    work: &Path,
+    label: &str,
+) -> (PathBuf, Value) {
     let parts: Vec<&str> = platform.split('/').collect();
-    let single = work.join(format!("single-{}", parts[1..].join("-")));
+    let name = parts[1..].join("-");
+    let single = work.join(format!("{label}-{name}"));
     let mut copy = Command::new("skopeo");
-    copy.args([
-        "copy",
-        "--quiet",
+    copy.args(["copy", "--quiet"]).args(skopeo_flags).args([
         "--override-os",
         parts[0],
         "--override-arch",
@@ -120,10 +133,10 @@ pub fn unpack_platform(layout: &Path, tag: &str, platform: &str, work: &Path) ->
     if let Some(v) = parts.get(2) {
         copy.args(["--override-variant", v]);
     }
-    copy.arg(format!("oci:{}:{tag}", layout.display()))
+    copy.arg(source)
         .arg(format!("oci:{}:img", single.display()));
     run_ok(&mut copy);
-    let bundle = work.join(format!("bundle-{}", parts[1..].join("-")));
+    let bundle = work.join(format!("bundle-{name}"));
     run_ok(
         Command::new("umoci")
             .args(["unpack", "--rootless", "--image"])

@@ -232,33 +232,12 @@ pub fn inspect_remote(reference: &str) -> Value {
 
 /// Copies one platform of a remote image into a local layout and unpacks it.
 pub fn pull_platform(reference: &str, platform: &str, work: &Path) -> (PathBuf, Value) {
-    let parts: Vec<&str> = platform.split('/').collect();
-    let name = parts[1..].join("-");
-    let layout = work.join(format!("pulled-{name}"));
-    let mut copy = Command::new("skopeo");
-    copy.args([
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--override-os",
-        "linux",
-        "--override-arch",
-        parts[1],
-    ]);
-    if let Some(v) = parts.get(2) {
-        copy.args(["--override-variant", v]);
-    }
-    copy.arg(format!("docker://{reference}"))
-        .arg(format!("oci:{}:img", layout.display()));
-    run_ok(&mut copy);
-    let bundle = work.join(format!("bundle-{name}"));
-    run_ok(
-        Command::new("umoci")
-            .args(["unpack", "--rootless", "--image"])
-            .arg(format!("{}:img", layout.display()))
-            .arg(&bundle),
-    );
-    let config: Value =
-        serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
-    (bundle, config)
+    let source = format!("docker://{reference}");
+    super::copy_and_unpack(
+        &source,
+        &["--src-tls-verify=false"],
+        platform,
+        work,
+        "pulled",
+    )
 }
