@@ -477,3 +477,52 @@ fn cargo_xarch_builds_into_the_target_dir() {
         "hello:latest"
     );
 }
+
+#[test]
+fn command_line_settings_override_the_configuration() {
+    let (tmp, project) = copy_example("hello-rust");
+    std::fs::write(
+        project.join("xarch.toml"),
+        "name = \"hello\"\nenv = { A = \"config\", B = \"config\" }\n\n[platform.\"linux/amd64\"]\nenv = { B = \"platform\", C = \"platform\" }\n",
+    )
+    .unwrap();
+    let layout = tmp.path().join("out");
+    let out = run_ok(
+        xarch()
+            .arg("build")
+            .arg(&project)
+            .args(["--platform", "linux/amd64", "-t", "o:1", "--json", "-q"])
+            .args([
+                "--env",
+                "C=cli",
+                "--label",
+                "team=core",
+                "--annotation",
+                "org.example.k=v",
+                "--user",
+                "1000:1000",
+            ])
+            .arg("--oci-layout")
+            .arg(&layout)
+            .env("CARGO_TARGET_DIR", shared_target()),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let index = read_blob(&layout, report["index"]["digest"].as_str().unwrap());
+    assert_eq!(index["annotations"]["org.example.k"], "v");
+    let m = read_blob(&layout, index["manifests"][0]["digest"].as_str().unwrap());
+    assert_eq!(m["annotations"]["org.example.k"], "v");
+    let c = read_blob(&layout, m["config"]["digest"].as_str().unwrap());
+    let env: Vec<&str> = c["config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    // Config, then [platform] env, then --env: the command line wins.
+    assert!(
+        env.contains(&"A=config") && env.contains(&"B=platform") && env.contains(&"C=cli"),
+        "{env:?}"
+    );
+    assert_eq!(c["config"]["Labels"]["team"], "core");
+    assert_eq!(c["config"]["User"], "1000:1000");
+}
