@@ -14,5 +14,6 @@ pub mod platform;
 pub mod publish;
 pub mod registry;
 pub mod targets;
+pub mod template;
 pub mod toolchain;
 pub mod ui;

@@ -35,6 +35,11 @@ impl Platform {
     pub fn matches(&self, other: &Platform) -> bool {
         self == other
     }
+
+    /// A file-name-safe form: `linux-arm-v7`.
+    pub fn slug(&self) -> String {
+        self.to_string().replace('/', "-")
+    }
 }
 
 impl fmt::Display for Platform {

@@ -23,8 +23,11 @@ pub struct Target {
     pub goarm: Option<String>,
     pub go386: Option<String>,
     pub zig: String,
+    pub zig_cpu: Option<String>,
     pub gcc: String,
     pub qemu: String,
+    /// The glibc dynamic loader for this platform.
+    pub interp: String,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +122,39 @@ impl Target {
     /// Rust's std for this triple is musl (static by default).
     pub fn is_musl(&self) -> bool {
         self.rust.contains("-musl")
+    }
+
+    /// Every column by name, for `{column}` templates in toolchain recipes.
+    pub fn columns(&self) -> Vec<(&'static str, String)> {
+        let opt = |o: &Option<String>| o.clone().unwrap_or_default();
+        vec![
+            ("platform", self.platform.to_string()),
+            ("rust", self.rust.clone()),
+            ("rust_gnu", self.rust_gnu.clone()),
+            ("goos", self.goos.clone()),
+            ("goarch", self.goarch.clone()),
+            ("goarm", opt(&self.goarm)),
+            ("go386", opt(&self.go386)),
+            ("zig", self.zig.clone()),
+            ("zig_cpu", opt(&self.zig_cpu)),
+            ("gcc", self.gcc.clone()),
+            ("qemu", self.qemu.clone()),
+            ("interp", self.interp.clone()),
+        ]
+    }
+
+    /// buildx's TARGETARCH/TARGETVARIANT names.
+    pub fn buildx_env(&self) -> Vec<(String, String)> {
+        let p = &self.platform;
+        vec![
+            ("TARGETPLATFORM".into(), p.to_string()),
+            ("TARGETOS".into(), p.os.clone()),
+            ("TARGETARCH".into(), p.architecture.clone()),
+            (
+                "TARGETVARIANT".into(),
+                p.variant.clone().unwrap_or_default(),
+            ),
+        ]
     }
 }
 

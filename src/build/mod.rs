@@ -2,6 +2,7 @@
 
 pub mod git;
 pub mod plan;
+pub mod project;
 pub mod time;
 
 use std::collections::BTreeMap;
@@ -23,8 +24,10 @@ use crate::oci::{LayerOptions, Layout, index};
 use crate::platform::Platform;
 use crate::registry::push::{self, PushSet, PushStats};
 use crate::registry::{Client, Reference, pull};
-use crate::toolchain::rust::Artifact;
+use crate::toolchain::Artifact;
+
 use crate::ui;
+use project::{Artifacts, Builder};
 
 pub use plan::{BuildRequest, Plan};
 
@@ -60,7 +63,7 @@ pub struct PlatformImage {
 
 /// Builds the project described by `req` into an OCI layout and/or a registry.
 pub fn run(req: &BuildRequest) -> Result<Report> {
-    let (plan, project) = plan::load(req)?;
+    let (plan, builders) = plan::load(req)?;
     let rt = runtime()?;
     let cache = Cache::open_default()?;
     let client = Client::new(req.registry.clone())?;
@@ -72,14 +75,12 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         vec![]
     };
     let remote = rt.block_on(remote_bases(&client, &plan, &cache, req.offline))?;
-    let artifacts = project.build(&plan.target_settings(), &plan.rust)?;
+    let artifacts = compile(&plan, &builders, &cache)?;
     check_artifacts(&plan, &artifacts)?;
 
     let layout = match (&req.oci_layout, req.push) {
         (None, true) => None,
-        _ => Some(Layout::open_or_create(
-            &plan.layout_dir(project.target_dir()),
-        )?),
+        _ => Some(Layout::open_or_create(&plan.layout_dir())?),
     };
     let store = layout
         .as_ref()
@@ -98,7 +99,7 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let mut builtins: BTreeMap<String, base::Builtin> = BTreeMap::new();
     for target in &plan.targets {
         let platform = &target.platform;
-        let bins = &artifacts[&target.rust];
+        let bins = &artifacts[&target.platform];
         let base = match remote.get(platform) {
             Some((b, r)) => {
                 for l in &b.layers {
@@ -318,12 +319,39 @@ fn names(bins: &[Artifact]) -> Vec<String> {
     bins.iter().map(|b| b.name.clone()).collect()
 }
 
+/// Checks every toolchain first (a missing one fails before any compile), then
+/// runs each build; binaries from several builds share one image.
+fn compile(plan: &Plan, builders: &[Builder], cache: &Cache) -> Result<Artifacts> {
+    let tools = cache.root().join("toolchains");
+    let jobs = plan.jobs();
+    for b in builders {
+        b.preflight(&jobs, plan.install, &tools)?;
+    }
+    let mut all: Artifacts = BTreeMap::new();
+    for (i, b) in builders.iter().enumerate() {
+        let out = project::out_dir(&plan.target_dir, i, b);
+        for (platform, bins) in b.build(&jobs, &out, &tools, plan.jobs)? {
+            let have = all.entry(platform.clone()).or_default();
+            for a in bins {
+                if have.iter().any(|h| h.name == a.name) {
+                    anyhow::bail!(
+                        "two builds produce a binary named `{}` for {platform}; rename one (`output`, `bins`)",
+                        a.name
+                    );
+                }
+                have.push(a);
+            }
+        }
+    }
+    Ok(all)
+}
+
 /// Every binary must be an ELF for its platform before it is layered.
-fn check_artifacts(plan: &Plan, artifacts: &BTreeMap<String, Vec<Artifact>>) -> Result<()> {
+fn check_artifacts(plan: &Plan, artifacts: &Artifacts) -> Result<()> {
     for target in &plan.targets {
         let bins = artifacts
-            .get(&target.rust)
-            .with_context(|| format!("cargo produced no binaries for {}", target.rust))?;
+            .get(&target.platform)
+            .with_context(|| format!("no binaries were built for {}", target.platform))?;
         for b in bins {
             elf::check(&b.path, &target.elf(), &target.platform.to_string())?;
         }

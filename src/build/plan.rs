@@ -13,7 +13,9 @@ use crate::oci::image::ConfigEdits;
 use crate::platform::Platform;
 use crate::registry::reference::{self, split_name_tag};
 use crate::targets::{self, Target};
-use crate::toolchain::rust::{Artifact, RustOptions, RustProject, TargetSettings};
+use crate::toolchain::{Artifact, Job};
+
+use super::project::Builder;
 
 /// Platforms built when neither flags nor configuration name any.
 pub const DEFAULT_PLATFORMS: &[&str] = &["linux/amd64", "linux/arm64"];
@@ -54,7 +56,13 @@ pub struct Plan {
     /// The base for each platform (`base`, overridden per platform).
     pub bases: BTreeMap<Platform, BaseSpec>,
     pub epoch: u64,
-    pub rust: RustOptions,
+    /// Values for `{{…}}` templates: version, git.sha, git.short_sha, date.
+    pub vars: BTreeMap<String, String>,
+    pub install: bool,
+    /// Parallel compiles (`-j`, else the number of CPUs).
+    pub jobs: usize,
+    /// Where the default layout and Go/C outputs go.
+    pub target_dir: PathBuf,
     pub overrides: BTreeMap<Platform, PlatformOverride>,
     pub edits: ConfigEdits,
     /// `--env` from the command line: applied last, over per-platform env.
@@ -71,61 +79,29 @@ impl BuildRequest {
     pub fn push_jobs(&self) -> usize {
         self.jobs.unwrap_or(4)
     }
-
-    pub fn manifest_path(&self) -> PathBuf {
-        self.project_dir.join("Cargo.toml")
-    }
 }
 
-/// Loads the configuration, opens the Cargo project and resolves the plan.
-pub fn load(req: &BuildRequest) -> Result<(Plan, RustProject)> {
+/// Loads the configuration, opens every build and resolves the plan.
+pub fn load(req: &BuildRequest) -> Result<(Plan, Vec<Builder>)> {
     let loaded = config::load(&req.project_dir)?;
     let cfg = &loaded.image;
-    let manifest = req.manifest_path();
-    if !manifest.is_file() {
-        bail!(
-            "no Cargo.toml in {}: xarch builds Rust projects (pass the project directory)",
-            req.project_dir.display()
-        );
+    let mut builders = cfg
+        .components()
+        .iter()
+        .map(|c| Builder::open(req, cfg, c))
+        .collect::<Result<Vec<_>>>()?;
+    if builders.is_empty() {
+        bail!("`build = []` leaves nothing to build: list at least one [[build]]");
     }
-    let rust = rust_options(req, cfg);
-    let project = RustProject::open(&manifest, &rust)?;
-    let plan = Plan::resolve(req, cfg, &project, rust)?;
-    Ok((plan, project))
-}
-
-fn rust_options(req: &BuildRequest, cfg: &ImageConfig) -> RustOptions {
-    let pick = |cli: &[String], conf: &Option<Vec<String>>| {
-        if cli.is_empty() {
-            conf.clone().unwrap_or_default()
-        } else {
-            cli.to_vec()
-        }
-    };
-    RustOptions {
-        package: req.package.clone().or_else(|| cfg.package.clone()),
-        bins: pick(&req.bins, &cfg.bins),
-        features: pick(&req.features, &cfg.features),
-        all_features: req.all_features || cfg.all_features.unwrap_or(false),
-        no_default_features: req.no_default_features || cfg.no_default_features.unwrap_or(false),
-        profile: req
-            .profile
-            .clone()
-            .or_else(|| cfg.profile.clone())
-            .unwrap_or_else(|| "release".into()),
-        rustflags: cfg.rustflags.clone().unwrap_or_default(),
-        install: req.install,
-        jobs: req.jobs,
+    let plan = Plan::resolve(req, cfg, &builders)?;
+    for b in &mut builders {
+        b.expand(&plan.vars)?;
     }
+    Ok((plan, builders))
 }
 
 impl Plan {
-    fn resolve(
-        req: &BuildRequest,
-        cfg: &ImageConfig,
-        project: &RustProject,
-        rust: RustOptions,
-    ) -> Result<Plan> {
+    fn resolve(req: &BuildRequest, cfg: &ImageConfig, builders: &[Builder]) -> Result<Plan> {
         let platform_list: Vec<String> = if !req.platforms.is_empty() {
             req.platforms.clone()
         } else if let Some(p) = &cfg.platforms {
@@ -140,7 +116,7 @@ impl Plan {
                 targets::valid_list()
             );
         }
-        let refs = refs(req, cfg, project.package.name.as_str())?;
+        let refs = refs(req, cfg, &builders[0].name())?;
         let git = super::git::read(&req.project_dir);
         let epoch = super::time::source_date_epoch(git.commit_time)?;
         let bin_dir = cfg
@@ -149,9 +125,13 @@ impl Plan {
             .unwrap_or_else(|| "/usr/local/bin".into());
         let mut extra = cfg.annotations.clone().unwrap_or_default();
         extra.extend(req.annotations.iter().cloned());
-        let version = project.package.version.to_string();
-        let annotations =
-            super::annotations(&super::time::rfc3339(epoch), Some(&version), &git, &extra);
+        let version = cfg
+            .version
+            .clone()
+            .or_else(|| builders.iter().find_map(Builder::version));
+        let created = super::time::rfc3339(epoch);
+        let annotations = super::annotations(&created, version.as_deref(), &git, &extra);
+        let vars = template_vars(version.as_deref(), &git, &created);
         let overrides = cfg
             .platform
             .iter()
@@ -161,7 +141,7 @@ impl Plan {
                 Ok((t.platform.clone(), v.clone()))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
-        let edits = edits(req, cfg, project, &bin_dir)?;
+        let edits = edits(req, cfg, builders, &bin_dir)?;
         let default_base = req
             .base
             .clone()
@@ -178,7 +158,15 @@ impl Plan {
             targets,
             bases,
             epoch,
-            rust,
+            vars,
+            install: req.install,
+            jobs: req
+                .jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            target_dir: builders
+                .iter()
+                .find_map(|b| b.target_dir().map(Path::to_path_buf))
+                .unwrap_or_else(|| req.project_dir.join("target")),
             overrides,
             edits,
             cli_env: req.env.clone(),
@@ -195,17 +183,20 @@ impl Plan {
         self.refs.iter().map(|(_, t)| t.clone()).collect()
     }
 
-    /// Per-target features and rustflags from `[platform."…"]`.
-    pub fn target_settings(&self) -> Vec<(&'static Target, TargetSettings)> {
+    /// One compile job per platform, with its `[platform."…"]` settings.
+    pub fn jobs(&self) -> Vec<Job> {
         self.targets
             .iter()
             .map(|t| {
-                let o = self.overrides.get(&t.platform);
-                let settings = TargetSettings {
-                    features: o.and_then(|o| o.features.clone()).unwrap_or_default(),
-                    rustflags: o.and_then(|o| o.rustflags.clone()).unwrap_or_default(),
-                };
-                (*t, settings)
+                let o = self.overrides.get(&t.platform).cloned().unwrap_or_default();
+                Job {
+                    target: t,
+                    env: vec![],
+                    ldflags: o.ldflags.unwrap_or_default(),
+                    toolchain: o.toolchain,
+                    features: o.features.unwrap_or_default(),
+                    rustflags: o.rustflags.unwrap_or_default(),
+                }
             })
             .collect()
     }
@@ -225,10 +216,10 @@ impl Plan {
         e
     }
 
-    pub fn layout_dir(&self, target_dir: &Path) -> PathBuf {
+    pub fn layout_dir(&self) -> PathBuf {
         self.oci_layout
             .clone()
-            .unwrap_or_else(|| target_dir.join("xarch").join("oci"))
+            .unwrap_or_else(|| self.target_dir.join("xarch").join("oci"))
     }
 
     /// The layer holding the binaries, at `bin_dir/<name>`, mode 0755.
@@ -351,19 +342,21 @@ fn check_tag(t: &str) -> Result<()> {
 fn edits(
     req: &BuildRequest,
     cfg: &ImageConfig,
-    project: &RustProject,
+    builders: &[Builder],
     bin_dir: &str,
 ) -> Result<ConfigEdits> {
     let entrypoint = match &cfg.entrypoint {
         Some(e) => e.clone(),
-        None => match project.main_bin() {
+        None => match main_bin(builders) {
             Some(b) => vec![format!("{bin_dir}/{b}")],
-            None => bail!(
-                "package `{}` has several binaries ({}) and none is the default: set `entrypoint` \
-                 in the xarch configuration or `default-run` in Cargo.toml",
-                project.package.name,
-                project.bins.join(", ")
-            ),
+            None => {
+                let all: Vec<String> = builders.iter().flat_map(Builder::bins).collect();
+                bail!(
+                    "the image holds several binaries ({}) and none is the default: set \
+                     `entrypoint` in the xarch configuration (or `default-run` in Cargo.toml)",
+                    all.join(", ")
+                )
+            }
         },
     };
     let env: Vec<(String, String)> = cfg.env.clone().unwrap_or_default().into_iter().collect();
@@ -378,6 +371,31 @@ fn edits(
         labels,
         ports: cfg.ports.iter().flatten().map(|p| p.0.clone()).collect(),
     })
+}
+
+/// The only binary, or a single build's default one.
+fn main_bin(builders: &[Builder]) -> Option<String> {
+    match builders {
+        [one] => one.main_bin(),
+        many => {
+            let all: Vec<String> = many.iter().flat_map(Builder::bins).collect();
+            (all.len() == 1).then(|| all[0].clone())
+        }
+    }
+}
+
+fn template_vars(
+    version: Option<&str>,
+    git: &super::git::GitInfo,
+    created: &str,
+) -> BTreeMap<String, String> {
+    let mut v = BTreeMap::new();
+    v.insert("version".into(), version.unwrap_or("0.0.0").to_string());
+    let sha = git.revision.clone().unwrap_or_default();
+    v.insert("git.short_sha".into(), sha.chars().take(7).collect());
+    v.insert("git.sha".into(), sha);
+    v.insert("date".into(), created.to_string());
+    v
 }
 
 #[cfg(test)]

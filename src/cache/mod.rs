@@ -32,6 +32,10 @@ impl Cache {
         })
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
     }

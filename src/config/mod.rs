@@ -47,8 +47,91 @@ pub struct ImageConfig {
     pub no_default_features: Option<bool>,
     pub profile: Option<String>,
     pub rustflags: Option<Vec<String>>,
+    /// Version for annotations and templates (default: Cargo's, else none).
+    pub version: Option<String>,
+    /// The language keys of `[[build]]` may sit at the top level for a
+    /// one-language project (see `Component`).
+    pub lang: Option<Lang>,
+    pub packages: Option<Vec<String>>,
+    pub ldflags: Option<Vec<String>>,
+    pub cgo: Option<bool>,
+    pub sources: Option<Vec<String>>,
+    pub output: Option<String>,
+    pub cflags: Option<Vec<String>>,
+    pub command: Option<String>,
+    pub artifacts: Option<Vec<String>>,
+    pub toolchain: Option<String>,
+    pub libc: Option<String>,
+    /// Several builds into one image (mixed languages).
+    pub build: Option<Vec<Component>>,
     /// Per-platform overrides, keyed by platform (`[platform."linux/arm64"]`).
     pub platform: Option<BTreeMap<Spanned<String>, PlatformOverride>>,
+}
+
+/// One build of binaries: a Rust package, a Go module or C sources/command.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Component {
+    /// `rust`, `go` or `c` (default: from Cargo.toml or go.mod in `dir`).
+    pub lang: Option<Lang>,
+    /// Directory of this build, relative to the project (default `.`).
+    pub dir: Option<String>,
+    /// Go: package patterns (default `./...`, every main package).
+    pub packages: Option<Vec<String>>,
+    /// Go and C: linker flags; `{{version}}`, `{{git.sha}}` … are expanded.
+    pub ldflags: Option<Vec<String>>,
+    /// Go: build with cgo (CC is zig for the target).
+    pub cgo: Option<bool>,
+    /// C: sources compiled and linked into `output`.
+    pub sources: Option<Vec<String>>,
+    pub output: Option<String>,
+    pub cflags: Option<Vec<String>>,
+    /// C: a build command run once per platform (`make`, a script …).
+    pub command: Option<String>,
+    /// C: the files `command` writes under `$OUT`.
+    pub artifacts: Option<Vec<String>>,
+    /// C toolchain recipe: `zig` (default) or `gcc`.
+    pub toolchain: Option<String>,
+    /// C library: `musl` (default, static), `gnu` or `gnu.2.28`.
+    pub libc: Option<String>,
+    /// Rust keys, for a Rust build listed in `[[build]]`.
+    pub package: Option<String>,
+    pub bins: Option<Vec<String>>,
+    pub features: Option<Vec<String>>,
+}
+
+impl ImageConfig {
+    /// The builds of this image: `[[build]]`, else one from the top-level keys.
+    pub fn components(&self) -> Vec<Component> {
+        if let Some(b) = &self.build {
+            return b.clone();
+        }
+        vec![Component {
+            lang: self.lang,
+            dir: None,
+            packages: self.packages.clone(),
+            ldflags: self.ldflags.clone(),
+            cgo: self.cgo,
+            sources: self.sources.clone(),
+            output: self.output.clone(),
+            cflags: self.cflags.clone(),
+            command: self.command.clone(),
+            artifacts: self.artifacts.clone(),
+            toolchain: self.toolchain.clone(),
+            libc: self.libc.clone(),
+            package: self.package.clone(),
+            bins: self.bins.clone(),
+            features: self.features.clone(),
+        }]
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Lang {
+    Rust,
+    Go,
+    C,
 }
 
 /// `[platform."os/arch"]`: changes for one platform only.
@@ -60,6 +143,10 @@ pub struct PlatformOverride {
     pub env: Option<BTreeMap<String, String>>,
     pub features: Option<Vec<String>>,
     pub rustflags: Option<Vec<String>>,
+    /// Go/C linker flags added for this platform.
+    pub ldflags: Option<Vec<String>>,
+    /// C toolchain recipe for this platform (`zig`, `gcc`).
+    pub toolchain: Option<String>,
 }
 
 /// `[[files]]`: a file or directory from the project copied into the image.

@@ -1,6 +1,11 @@
 //! `RustProject`: a Cargo package, its binaries, and one `cargo build` with a
-//! `--target` per platform. musl targets link with rustc's bundled `rust-lld`, so
-//! no C cross toolchain is needed for static binaries.
+//! `--target` per platform. Two routes:
+//! - prebuilt std (rustup serves it): musl targets link with rustc's bundled
+//!   `rust-lld`, so no C cross toolchain is needed for static binaries;
+//! - std from source (rustup has none for the target): `-Zbuild-std` with the
+//!   `rust-src` component, linked by `zig cc` against zig's musl.
+//!
+//! Crates that compile C (`cc`, `*-sys`) get zig as `CC_<triple>`/`AR_<triple>`.
 
 use std::collections::BTreeMap;
 use std::io::BufReader;
@@ -42,11 +47,15 @@ pub struct RustProject {
     pub bins: Vec<String>,
 }
 
-/// A built binary for one target.
-#[derive(Debug, Clone)]
-pub struct Artifact {
-    pub name: String,
-    pub path: PathBuf,
+pub use super::Artifact;
+
+/// How a triple's std is obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Route {
+    /// rustup's prebuilt std.
+    Prebuilt,
+    /// std built from `rust-src` (`-Zbuild-std`), linked with zig.
+    BuildStd,
 }
 
 impl RustProject {
@@ -115,29 +124,76 @@ impl RustProject {
             .or_else(|| (self.bins.len() == 1).then(|| self.bins[0].as_str()))
     }
 
-    /// Builds every bin for every target; targets sharing the same features go into
-    /// one `cargo build` invocation. Returns artifacts keyed by Rust triple.
+    /// Builds every bin for every target; targets sharing features and route go
+    /// into one `cargo build` invocation. Returns artifacts keyed by Rust triple.
+    /// `tools` is where zig wrapper scripts are written.
     pub fn build(
         &self,
         targets: &[(&Target, TargetSettings)],
         opts: &RustOptions,
+        tools: &Path,
     ) -> Result<BTreeMap<String, Vec<Artifact>>> {
-        ensure_targets(
-            targets.iter().map(|t| t.0.rust.as_str()),
-            opts.install,
-            self.dir(),
-        )?;
-        let mut groups: BTreeMap<Vec<String>, Vec<&(&Target, TargetSettings)>> = BTreeMap::new();
+        let routes = self.routes(targets.iter().map(|t| t.0), opts.install, tools)?;
+        let needs_c = self.compiles_c();
+        // One cargo invocation per (features, route).
+        type Group<'t> = Vec<&'t (&'t Target, TargetSettings)>;
+        let mut groups: BTreeMap<(Vec<String>, Route), Group> = BTreeMap::new();
         for t in targets {
             let mut f = opts.features.clone();
             f.extend(t.1.features.iter().cloned());
-            groups.entry(f).or_default().push(t);
+            groups.entry((f, routes[&t.0.rust])).or_default().push(t);
         }
         let mut out = BTreeMap::new();
-        for (features, group) in groups {
-            out.extend(self.cargo_build(&group, &features, opts)?);
+        for ((features, route), group) in groups {
+            let mut cmd = self.cargo_build(&group, &features, opts, route)?;
+            for (t, _) in &group {
+                if route == Route::BuildStd || needs_c {
+                    zig_env(&mut cmd, t, route, tools)?;
+                }
+            }
+            let triples: Vec<&str> = group.iter().map(|t| t.0.rust.as_str()).collect();
+            out.extend(run_cargo(cmd, &triples)?);
         }
         Ok(out)
+    }
+
+    /// The route for each triple, checked (and installed when allowed) before
+    /// anything compiles.
+    pub fn routes<'a>(
+        &self,
+        targets: impl Iterator<Item = &'a Target>,
+        install: bool,
+        tools: &Path,
+    ) -> Result<BTreeMap<String, Route>> {
+        let mut out = BTreeMap::new();
+        for t in targets {
+            let route = ensure_target(&t.rust, install, self.dir(), tools)?;
+            if route == Route::BuildStd || self.compiles_c() {
+                super::cc::find("zig", t)?.1.map_err(|m| {
+                    anyhow::anyhow!(
+                        "{}: Rust for {} {} needs zig as its C compiler/linker: {m}",
+                        t.platform,
+                        t.rust,
+                        if route == Route::BuildStd {
+                            "(std built from source)"
+                        } else {
+                            "(a dependency compiles C)"
+                        }
+                    )
+                })?;
+            }
+            out.insert(t.rust.clone(), route);
+        }
+        Ok(out)
+    }
+
+    /// True when a dependency compiles C through the `cc` crate (read from
+    /// Cargo.lock; no lock file: false).
+    pub fn compiles_c(&self) -> bool {
+        let lock = self.metadata.workspace_root.join("Cargo.lock");
+        std::fs::read_to_string(lock)
+            .map(|t| t.lines().any(|l| l.trim() == "name = \"cc\""))
+            .unwrap_or(false)
     }
 
     fn dir(&self) -> &Path {
@@ -153,7 +209,8 @@ impl RustProject {
         group: &[&(&Target, TargetSettings)],
         features: &[String],
         opts: &RustOptions,
-    ) -> Result<BTreeMap<String, Vec<Artifact>>> {
+        route: Route,
+    ) -> Result<Command> {
         let mut cmd = Command::new(cargo());
         cmd.current_dir(self.dir())
             .arg("build")
@@ -180,6 +237,12 @@ impl RustProject {
         if let Some(j) = opts.jobs {
             cmd.args(["--jobs", &j.to_string()]);
         }
+        if route == Route::BuildStd {
+            // -Zbuild-std is unstable; RUSTC_BOOTSTRAP lets a stable toolchain
+            // use it, as cargo-zigbuild and cross do.
+            cmd.env("RUSTC_BOOTSTRAP", "1")
+                .arg("-Zbuild-std=std,panic_abort");
+        }
         let remap = self.remap_flags();
         if std::env::var_os("RUSTFLAGS").is_some()
             || std::env::var_os("CARGO_ENCODED_RUSTFLAGS").is_some()
@@ -193,11 +256,15 @@ impl RustProject {
             // Per-target rustflags win over build.rustflags in cargo, so the remap
             // flags go into every target's list (a user's own list is merged).
             let mut flags = remap.clone();
+            if route == Route::BuildStd {
+                // zig brings musl's crt objects and libc; rustc's are not there.
+                flags.push("-Clink-self-contained=no".into());
+            }
             flags.extend(opts.rustflags.iter().cloned());
             flags.extend(settings.rustflags.iter().cloned());
             let key = format!("target.{}.rustflags", target.rust);
             cmd.args(["--config", &config_array(&key, &flags)]);
-            if target.is_musl() {
+            if target.is_musl() && route == Route::Prebuilt {
                 let var = format!("CARGO_TARGET_{}_LINKER", env_name(&target.rust));
                 if std::env::var_os(&var).is_none() {
                     cmd.env(var, "rust-lld");
@@ -205,11 +272,15 @@ impl RustProject {
             }
         }
         let triples: Vec<&str> = group.iter().map(|t| t.0.rust.as_str()).collect();
+        let how = match route {
+            Route::Prebuilt => "",
+            Route::BuildStd => " (std from source, linked by zig)",
+        };
         ui::status(
             "Compiling",
-            &format!("{} for {}", self.package.name, triples.join(", ")),
+            &format!("{} for {}{how}", self.package.name, triples.join(", ")),
         );
-        run_cargo(cmd, &triples)
+        Ok(cmd)
     }
 
     /// `--remap-path-prefix` for the workspace and cargo home, so binaries do not
@@ -309,23 +380,50 @@ fn run_cargo(mut cmd: Command, triples: &[&str]) -> Result<BTreeMap<String, Vec<
     Ok(out)
 }
 
-/// Makes sure rustc has a std for each triple, installing it through rustup when
-/// allowed. Runs in the project directory so its rust-toolchain file applies.
-pub fn ensure_targets<'a>(
-    triples: impl Iterator<Item = &'a str>,
-    install: bool,
-    dir: &Path,
-) -> Result<()> {
-    let sysroot = sysroot(dir)?;
-    for triple in triples {
-        if sysroot
-            .join("lib/rustlib")
-            .join(triple)
-            .join("lib")
-            .is_dir()
-        {
-            continue;
+/// zig as the C compiler (`CC_<triple>` …) for crates that compile C and, for
+/// std built from source, as the linker.
+fn zig_env(cmd: &mut Command, t: &Target, route: Route, tools: &Path) -> Result<()> {
+    let cc = super::cc::CcSet::prepare("zig", t, &super::cc::Libc::Musl, tools)?;
+    let suffix = t.rust.replace('-', "_");
+    for (k, v) in [
+        ("CC", &cc.cc),
+        ("CXX", &cc.cxx),
+        ("AR", &cc.ar),
+        ("RANLIB", &cc.ranlib),
+    ] {
+        let var = format!("{k}_{suffix}");
+        if std::env::var_os(&var).is_none() {
+            cmd.env(var, v);
         }
+    }
+    if route == Route::BuildStd {
+        let var = format!("CARGO_TARGET_{}_LINKER", env_name(&t.rust));
+        if std::env::var_os(&var).is_none() {
+            cmd.env(var, &cc.cc);
+        }
+    }
+    Ok(())
+}
+
+/// Makes sure rustc has a std for `triple`: the prebuilt one (installed through
+/// rustup when allowed), else std from source. Runs in the project directory so
+/// its rust-toolchain file applies. "rustup has no std for this triple" is
+/// remembered under `tools`, so later builds do not ask again.
+pub fn ensure_target(triple: &str, install: bool, dir: &Path, tools: &Path) -> Result<Route> {
+    let sysroot = sysroot(dir)?;
+    if sysroot
+        .join("lib/rustlib")
+        .join(triple)
+        .join("lib")
+        .is_dir()
+    {
+        return Ok(Route::Prebuilt);
+    }
+    let marker = tools
+        .join("rustup-no-std")
+        .join(sysroot_key(&sysroot))
+        .join(triple);
+    if !marker.exists() {
         let fix = format!("rustup target add {triple}");
         if !install {
             bail!(
@@ -339,16 +437,55 @@ pub fn ensure_targets<'a>(
             .env("RUST_BACKTRACE", "0")
             .output()
             .with_context(|| format!("cannot run rustup; install {triple}'s std with: {fix}"))?;
-        if !out.status.success() {
-            let reason = rustup_reason(&String::from_utf8_lossy(&out.stderr));
-            bail!(
-                "rustup has no prebuilt standard library for {triple} here ({reason})\n  \
-                 xarch needs a prebuilt std for this target today (building std from source is \
-                 planned); leave this platform out of --platform"
-            );
+        if out.status.success() {
+            return Ok(Route::Prebuilt);
         }
+        let reason = rustup_reason(&String::from_utf8_lossy(&out.stderr));
+        ui::status(
+            "Note",
+            &format!(
+                "rustup has no prebuilt std for {triple} ({reason}); building std from source"
+            ),
+        );
+        std::fs::create_dir_all(marker.parent().expect("marker has a parent"))?;
+        std::fs::write(&marker, reason)?;
+    }
+    ensure_rust_src(&sysroot, install, dir)?;
+    Ok(Route::BuildStd)
+}
+
+fn ensure_rust_src(sysroot: &Path, install: bool, dir: &Path) -> Result<()> {
+    if sysroot.join("lib/rustlib/src/rust/library").is_dir() {
+        return Ok(());
+    }
+    let fix = "rustup component add rust-src";
+    if !install {
+        bail!(
+            "building std from source needs the rust-src component (--no-install given); install it with: {fix}"
+        );
+    }
+    ui::status("Installing", &format!("rust-src ({fix})"));
+    let out = Command::new("rustup")
+        .args(["component", "add", "rust-src"])
+        .current_dir(dir)
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .with_context(|| format!("cannot run rustup; install with: {fix}"))?;
+    if !out.status.success() {
+        bail!(
+            "{fix} failed: {}",
+            rustup_reason(&String::from_utf8_lossy(&out.stderr))
+        );
     }
     Ok(())
+}
+
+/// One directory per toolchain, so a new rustc asks rustup again.
+fn sysroot_key(sysroot: &Path) -> String {
+    sysroot
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "default".into())
 }
 
 /// The line of rustup's output that says why, without its backtrace.
