@@ -1,0 +1,3 @@
+fn main() {
+    println!("mixed-rs: ARCH={}", std::env::consts::ARCH);
+}
