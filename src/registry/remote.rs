@@ -51,11 +51,8 @@ impl Client {
             return Err(registry_error(&Method::GET, &path, resp).await)
                 .with_context(|| format!("cannot fetch {r}"));
         }
-        if resp
-            .content_length()
-            .is_some_and(|n| n as usize > MAX_MANIFEST)
-        {
-            bail!("manifest {r} is larger than 4 MiB; refusing it");
+        if let Some(n) = resp.content_length().filter(|n| *n as usize > MAX_MANIFEST) {
+            bail!("manifest {r} is larger than 4 MiB ({n} bytes); refusing it");
         }
         let media_type = resp
             .headers()
@@ -72,7 +69,7 @@ impl Client {
         while let Some(chunk) = resp.chunk().await? {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MAX_MANIFEST {
-                bail!("manifest {r} is larger than 4 MiB; refusing it");
+                bail!("manifest {r} is larger than 4 MiB (more was sent); refusing it");
             }
         }
         let digest = Digest::of(&bytes);
@@ -177,7 +174,10 @@ impl Client {
         while let Some(chunk) = resp.chunk().await? {
             w.write_all(&chunk)?;
         }
-        let (got, size) = w.commit_expect(digest)?;
+        // A corrupt blob is stored nowhere; the error names both digests.
+        let (got, size) = w
+            .commit_expect(digest)
+            .with_context(|| format!("blob {digest} from {} is corrupt", r.name()))?;
         debug_assert_eq!(&got, digest);
         Ok(size)
     }
