@@ -56,11 +56,12 @@ pub fn push_stats(s: &crate::registry::push::PushStats) {
     ui::status(
         "Pushed",
         &format!(
-            "{} blobs uploaded ({}), {} mounted, {} copied, {} already there",
+            "{} blobs uploaded ({}), {} mounted, {} copied ({}), {} already there",
             s.uploaded,
             ui::size(s.uploaded_bytes),
             s.mounted,
             s.copied,
+            ui::size(s.copied_bytes),
             s.existing
         ),
     );

@@ -41,6 +41,7 @@ pub struct PushStats {
     pub mounted: u64,
     pub existing: u64,
     pub copied: u64,
+    pub copied_bytes: u64,
 }
 
 struct Blob {
@@ -56,6 +57,7 @@ struct Counters {
     mounted: AtomicU64,
     existing: AtomicU64,
     copied: AtomicU64,
+    copied_bytes: AtomicU64,
 }
 
 /// Pushes the set to `targets` (same repository, one tag each, or digests).
@@ -113,6 +115,7 @@ pub async fn push(
         mounted: c.mounted.load(Ordering::Relaxed),
         existing: c.existing.load(Ordering::Relaxed),
         copied: c.copied.load(Ordering::Relaxed),
+        copied_bytes: c.copied_bytes.load(Ordering::Relaxed),
     })
 }
 
@@ -130,10 +133,12 @@ async fn push_blob(
         c.existing.fetch_add(1, Ordering::Relaxed);
         return Ok(());
     }
-    let path = match &b.source {
-        Source::Local => set.store.path(&b.digest),
-        Source::Remote(from) if from.registry == target.registry => {
-            if client.mount_blob(target, &b.digest, from).await? {
+    let (path, from) = match &b.source {
+        Source::Local => (set.store.path(&b.digest), None),
+        Source::Remote(from) => {
+            if from.registry == target.registry
+                && client.mount_blob(target, &b.digest, from).await?
+            {
                 ui::status(
                     "Mounted",
                     &format!("{} from {}", b.digest.short(), from.name()),
@@ -141,21 +146,24 @@ async fn push_blob(
                 c.mounted.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
-            fetch_to_cache(client, set, from, &b.digest).await?
-        }
-        Source::Remote(from) => {
+            // Another registry, or one that would not mount: download, upload.
             let p = fetch_to_cache(client, set, from, &b.digest).await?;
-            c.copied.fetch_add(1, Ordering::Relaxed);
-            p
+            (p, Some(from))
         }
     };
     client.upload_blob(target, &b.digest, &path, b.size).await?;
-    ui::status(
-        "Uploaded",
-        &format!("{} ({})", b.digest.short(), ui::size(b.size)),
-    );
-    c.uploaded.fetch_add(1, Ordering::Relaxed);
-    c.uploaded_bytes.fetch_add(b.size, Ordering::Relaxed);
+    let size = ui::size(b.size);
+    // A copied blob counts as copied only, so the counts add up to the blobs.
+    if let Some(from) = from {
+        let msg = format!("{} ({size}) from {}", b.digest.short(), from.name());
+        ui::status("Copied", &msg);
+        c.copied.fetch_add(1, Ordering::Relaxed);
+        c.copied_bytes.fetch_add(b.size, Ordering::Relaxed);
+    } else {
+        ui::status("Uploaded", &format!("{} ({size})", b.digest.short()));
+        c.uploaded.fetch_add(1, Ordering::Relaxed);
+        c.uploaded_bytes.fetch_add(b.size, Ordering::Relaxed);
+    }
     Ok(())
 }
 
