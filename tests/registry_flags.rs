@@ -194,3 +194,95 @@ fn chunk_size_uploads_in_patches_and_one_job_pushes_everything() {
     );
     skopeo_verify(&format!("{}/serial:1", reg.host), tmp.path());
 }
+
+/// Lines of `err` whose status verb is `verb`.
+fn lines<'a>(err: &'a str, verb: &str) -> Vec<&'a str> {
+    err.lines()
+        .filter(|l| l.trim_start().starts_with(&format!("{verb} ")))
+        .collect()
+}
+
+/// Distinct configs and layers of the pushed index `reference`.
+fn distinct_blobs(reference: &str, repo: &str, host: &str) -> usize {
+    let index = inspect_remote(reference);
+    let mut blobs = std::collections::BTreeSet::new();
+    for m in index["manifests"].as_array().unwrap() {
+        let m = inspect_remote(&format!("{host}/{repo}@{}", m["digest"].as_str().unwrap()));
+        blobs.insert(m["config"]["digest"].to_string());
+        for l in m["layers"].as_array().unwrap() {
+            blobs.insert(l["digest"].to_string());
+        }
+    }
+    blobs.len()
+}
+
+#[test]
+fn push_progress_is_plain_lines_off_a_terminal_and_nothing_with_quiet() {
+    require_image_tools();
+    let src = Registry::start("");
+    let dst = Registry::start("");
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_layout(tmp.path());
+    skopeo_push(&base, &format!("{}/base/busybox:1", src.host), false);
+    let (_ptmp, project) = copy_example("hello-rust");
+    let build = |tag: &str, flags: &[&str]| {
+        let mut c = xarch();
+        c.arg("build")
+            .arg(&project)
+            .args(["--platform", "linux/amd64,linux/arm64", "--push", "--json"])
+            .args(["--base", &format!("{}/base/busybox:1", src.host), "-t", tag])
+            .args(flags)
+            .env("CARGO_TARGET_DIR", shared_target())
+            .env("XARCH_CACHE_DIR", project.join("xarch-cache"));
+        let out = run_ok(&mut c);
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (stderr(&out), report["push"].clone())
+    };
+
+    // Another registry: the base layers are copied, the rest uploaded.
+    let tag = format!("{}/team/app:1", dst.host);
+    let (err, stats) = build(&tag, &[]);
+    let blobs = distinct_blobs(&tag, "team/app", &dst.host);
+    let from = format!(" from {}/base/busybox", src.host);
+    let copied = lines(&err, "Copied");
+    assert_eq!(copied.len(), 2, "{err}");
+    assert!(copied.iter().all(|l| l.contains(&from)), "{err}");
+    assert_eq!(lines(&err, "Uploaded").len(), blobs - 2, "{err}");
+    assert_eq!(stats["copied"], 2);
+    assert_eq!(stats["uploaded"], blobs - 2, "each blob is counted once");
+    assert!(stats["copied_bytes"].as_u64().unwrap() > 0);
+    let summary = lines(&err, "Pushed");
+    let expected = format!("Pushed {blobs} blobs ({} uploaded ", blobs - 2);
+    assert!(
+        summary.len() == 1 && summary[0].trim_start().starts_with(&expected),
+        "{err}"
+    );
+    assert!(summary[0].contains(" copied ") && summary[0].contains(") and 3 manifests in "));
+    assert!(summary[0].ends_with('s'), "{err}");
+
+    // Again: everything is already there.
+    let (err, stats) = build(&tag, &[]);
+    assert_eq!(lines(&err, "Skipped").len(), blobs, "{err}");
+    assert!(
+        lines(&err, "Skipped")[0].ends_with(", already present"),
+        "{err}"
+    );
+    assert_eq!(stats["existing"], blobs);
+    let summary = lines(&err, "Pushed")[0].trim_start();
+    let expected =
+        format!("Pushed {blobs} blobs ({blobs} present) and 3 manifests (3 present) in ");
+    assert!(summary.starts_with(&expected), "{err}");
+
+    // The base's own registry mounts the base layers, though the cache now has
+    // them too.
+    let (err, stats) = build(&format!("{}/team/app:1", src.host), &[]);
+    let mounted = lines(&err, "Mounted");
+    assert_eq!(mounted.len(), 2, "{err}");
+    assert!(mounted.iter().all(|l| l.contains(&from)), "{err}");
+    assert_eq!(stats["mounted"], 2);
+
+    // -q: nothing at all on stderr, though every blob is uploaded.
+    let (err, stats) = build(&format!("{}/team/quiet:1", dst.host), &["-q"]);
+    assert_eq!(err, "");
+    assert_eq!(stats["uploaded"], blobs);
+}

@@ -324,7 +324,7 @@ async fn fill_base_layers(
                 "Fetching",
                 &format!("base layer {} from {}", d.short(), r.name()),
             );
-            client.fetch_blob(r, d, layout.blobs()).await?;
+            client.fetch_blob(r, d, layout.blobs(), None).await?;
         }
     }
     Ok(())
