@@ -1,8 +1,12 @@
 //! `Ui`: cargo-style status lines on stderr (`   Compiling hello for …`), colored
-//! when stderr is a terminal, silenced by `--quiet`.
+//! when stderr is a terminal, silenced by `--quiet`; progress bars for pushes.
+
+mod progress;
 
 use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+pub use progress::Progress;
 
 static QUIET: AtomicBool = AtomicBool::new(false);
 
@@ -23,12 +27,15 @@ pub fn status(verb: &str, message: &str) {
     if QUIET.load(Ordering::Relaxed) {
         return;
     }
-    let mut err = std::io::stderr().lock();
-    let _ = if color() {
-        writeln!(err, "\x1b[1;32m{verb:>12}\x1b[0m {message}")
+    let _ = writeln!(std::io::stderr().lock(), "{}", status_line(verb, message));
+}
+
+fn status_line(verb: &str, message: &str) -> String {
+    if color() {
+        format!("\x1b[1;32m{verb:>12}\x1b[0m {message}")
     } else {
-        writeln!(err, "{verb:>12} {message}")
-    };
+        format!("{verb:>12} {message}")
+    }
 }
 
 pub fn warn(message: &str) {

@@ -75,6 +75,10 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
         vec![]
     };
     let remote = rt.block_on(remote_bases(&client, &plan, &cache, req.offline))?;
+    let writes_layout = req.oci_layout.is_some() || !req.push;
+    if req.offline && writes_layout {
+        offline_layers(&remote, &cache, &plan.layout_dir())?;
+    }
     let artifacts = compile(&plan, &builders, &cache)?;
     check_artifacts(&plan, &artifacts)?;
 
@@ -183,7 +187,13 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
     let index_digest: Digest = index_desc.digest().to_string().parse()?;
 
     if let Some(layout) = &layout {
-        rt.block_on(fill_base_layers(&client, &cache, layout, &remote_blobs))?;
+        rt.block_on(fill_base_layers(
+            &client,
+            &cache,
+            layout,
+            &remote_blobs,
+            req.offline,
+        ))?;
         for (name, tag) in &plan.refs {
             // containerd's import reads the full name; skopeo and umoci the ref name.
             let full = vec![(ann::CONTAINERD_NAME.to_string(), format!("{name}:{tag}"))];
@@ -266,12 +276,36 @@ fn join(platforms: &[Platform]) -> String {
         .join(", ")
 }
 
+/// `--offline` never fetches, so a layout must get every base layer from the
+/// cache or hold it already. Checked before compiling, to fail early.
+fn offline_layers(
+    remote: &BTreeMap<Platform, (Base, Reference)>,
+    cache: &Cache,
+    dir: &Path,
+) -> Result<()> {
+    let layout = Layout::open(dir).ok();
+    for (base, r) in remote.values() {
+        for l in &base.layers {
+            let d: Digest = l.digest().to_string().parse()?;
+            let held = layout.as_ref().is_some_and(|l| l.blobs().has(&d));
+            if !held && !cache.blobs().has(&d) {
+                anyhow::bail!(
+                    "base layer {d} of {r} is in neither the cache nor {}, and --offline forbids fetching it",
+                    dir.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A layout must hold every blob: copy base layers in from the cache, or fetch them.
 async fn fill_base_layers(
     client: &Client,
     cache: &Cache,
     layout: &Layout,
     remote: &HashMap<Digest, Reference>,
+    offline: bool,
 ) -> Result<()> {
     for (d, r) in remote {
         if layout.blobs().has(d) {
@@ -282,11 +316,16 @@ async fn fill_base_layers(
             std::io::copy(&mut cache.blobs().open_blob(d)?, &mut w)?;
             w.commit_expect(d)?;
         } else {
+            if offline {
+                anyhow::bail!(
+                    "base layer {d} of {r} is not cached and --offline forbids fetching it"
+                );
+            }
             ui::status(
                 "Fetching",
                 &format!("base layer {} from {}", d.short(), r.name()),
             );
-            client.fetch_blob(r, d, layout.blobs()).await?;
+            client.fetch_blob(r, d, layout.blobs(), None).await?;
         }
     }
     Ok(())

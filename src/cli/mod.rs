@@ -297,7 +297,6 @@ fn push_command(
         for r in &refs {
             println!("{r}@{digest}");
         }
-        output::push_stats(&stats);
     }
     Ok(())
 }

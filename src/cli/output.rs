@@ -46,24 +46,7 @@ pub fn build_report(r: &Report, json: bool) -> Result<()> {
     for p in &r.pushed {
         writeln!(out, "{p}")?;
     }
-    if let Some(s) = &r.push {
-        push_stats(s);
-    }
     Ok(())
-}
-
-pub fn push_stats(s: &crate::registry::push::PushStats) {
-    ui::status(
-        "Pushed",
-        &format!(
-            "{} blobs uploaded ({}), {} mounted, {} copied, {} already there",
-            s.uploaded,
-            ui::size(s.uploaded_bytes),
-            s.mounted,
-            s.copied,
-            s.existing
-        ),
-    );
 }
 
 pub fn targets(json: bool) -> Result<()> {

@@ -32,11 +32,13 @@ pub struct Options {
 pub enum Body {
     Empty,
     Bytes(Vec<u8>),
-    /// `len` bytes of a file from `offset`.
+    /// `len` bytes of a file from `offset`; `progress` (a bar counting the
+    /// whole blob) is set to `offset` and advanced as the bytes are read.
     File {
         path: PathBuf,
         offset: u64,
         len: u64,
+        progress: Option<indicatif::ProgressBar>,
     },
 }
 
@@ -401,15 +403,33 @@ async fn attach(req: reqwest::RequestBuilder, body: &Body) -> Result<reqwest::Re
     Ok(match body {
         Body::Empty => req,
         Body::Bytes(b) => req.header(CONTENT_LENGTH, b.len()).body(b.clone()),
-        Body::File { path, offset, len } => {
+        Body::File {
+            path,
+            offset,
+            len,
+            progress,
+        } => {
             use tokio::io::{AsyncReadExt, AsyncSeekExt};
             let mut f = tokio::fs::File::open(path)
                 .await
                 .with_context(|| format!("cannot open {}", path.display()))?;
             f.seek(std::io::SeekFrom::Start(*offset)).await?;
-            let stream = tokio_util::io::ReaderStream::with_capacity(f.take(*len), 256 * 1024);
-            req.header(CONTENT_LENGTH, *len)
-                .body(reqwest::Body::wrap_stream(stream))
+            let part = f.take(*len);
+            const BUF: usize = 256 * 1024;
+            let body = match progress {
+                Some(bar) => {
+                    // A retry starts the bar over from this part's offset.
+                    bar.set_position(*offset);
+                    let read = bar.wrap_async_read(part);
+                    reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                        read, BUF,
+                    ))
+                }
+                None => reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+                    part, BUF,
+                )),
+            };
+            req.header(CONTENT_LENGTH, *len).body(body)
         }
     })
 }
@@ -526,11 +546,17 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     h
 }
 
-pub fn file_body(path: &Path, offset: u64, len: u64) -> Body {
+pub fn file_body(
+    path: &Path,
+    offset: u64,
+    len: u64,
+    progress: Option<&indicatif::ProgressBar>,
+) -> Body {
     Body::File {
         path: path.to_path_buf(),
         offset,
         len,
+        progress: progress.cloned(),
     }
 }
 

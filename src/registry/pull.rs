@@ -130,7 +130,9 @@ async fn base_from(
         if offline {
             bail!("config of {r} is not in the cache and --offline forbids fetching it");
         }
-        client.fetch_blob(r, &config_digest, cache.blobs()).await?;
+        client
+            .fetch_blob(r, &config_digest, cache.blobs(), None)
+            .await?;
     }
     let config =
         crate::oci::image::parse_config(&cache.blobs().read(&config_digest)?, &config_digest)?;

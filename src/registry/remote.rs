@@ -2,6 +2,7 @@
 //! written. Everything received is checked against its digest.
 
 use anyhow::{Context, Result, bail};
+use indicatif::ProgressBar;
 use reqwest::{Method, StatusCode};
 
 use super::client::{Body, Client, file_body, headers, location, registry_error};
@@ -51,11 +52,8 @@ impl Client {
             return Err(registry_error(&Method::GET, &path, resp).await)
                 .with_context(|| format!("cannot fetch {r}"));
         }
-        if resp
-            .content_length()
-            .is_some_and(|n| n as usize > MAX_MANIFEST)
-        {
-            bail!("manifest {r} is larger than 4 MiB; refusing it");
+        if let Some(n) = resp.content_length().filter(|n| *n as usize > MAX_MANIFEST) {
+            bail!("manifest {r} is larger than 4 MiB ({n} bytes); refusing it");
         }
         let media_type = resp
             .headers()
@@ -72,7 +70,7 @@ impl Client {
         while let Some(chunk) = resp.chunk().await? {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MAX_MANIFEST {
-                bail!("manifest {r} is larger than 4 MiB; refusing it");
+                bail!("manifest {r} is larger than 4 MiB (more was sent); refusing it");
             }
         }
         let digest = Digest::of(&bytes);
@@ -150,12 +148,14 @@ impl Client {
         }
     }
 
-    /// Downloads a blob into `store`, verifying its digest on the way.
+    /// Downloads a blob into `store`, verifying its digest on the way and
+    /// advancing `progress` (if any) by the bytes received.
     pub async fn fetch_blob(
         &self,
         r: &Reference,
         digest: &Digest,
         store: &BlobStore,
+        progress: Option<&ProgressBar>,
     ) -> Result<u64> {
         use std::io::Write;
         let path = format!("/v2/{}/blobs/{digest}", r.repository);
@@ -176,8 +176,14 @@ impl Client {
         let mut w = store.writer()?;
         while let Some(chunk) = resp.chunk().await? {
             w.write_all(&chunk)?;
+            if let Some(bar) = progress {
+                bar.inc(chunk.len() as u64);
+            }
         }
-        let (got, size) = w.commit_expect(digest)?;
+        // A corrupt blob is stored nowhere; the error names both digests.
+        let (got, size) = w
+            .commit_expect(digest)
+            .with_context(|| format!("blob {digest} from {} is corrupt", r.name()))?;
         debug_assert_eq!(&got, digest);
         Ok(size)
     }
@@ -213,13 +219,15 @@ impl Client {
     }
 
     /// Uploads a blob from a file: POST, then one streamed PUT — or PATCH chunks
-    /// and a closing PUT when the blob is larger than the chunk size.
+    /// and a closing PUT when the blob is larger than the chunk size. `progress`
+    /// follows the bytes sent.
     pub async fn upload_blob(
         &self,
         target: &Reference,
         digest: &Digest,
         file: &std::path::Path,
         size: u64,
+        progress: Option<&ProgressBar>,
     ) -> Result<()> {
         let scopes = [push_scope(target)];
         let start = format!("/v2/{}/blobs/uploads/", target.repository);
@@ -240,7 +248,7 @@ impl Client {
         let mut url = location(&resp)?;
         let chunk = self.options().chunk_size.filter(|c| *c > 0 && size > *c);
         let last = match chunk {
-            None => file_body(file, 0, size),
+            None => file_body(file, 0, size, progress),
             Some(c) => {
                 let mut offset = 0;
                 while offset < size {
@@ -256,7 +264,7 @@ impl Client {
                             Method::PATCH,
                             &url,
                             h,
-                            file_body(file, offset, len),
+                            file_body(file, offset, len, progress),
                             &scopes,
                         )
                         .await?;

@@ -17,6 +17,7 @@ pub struct Registry {
     pub host: String,
     child: Child,
     log: PathBuf,
+    access: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -40,12 +41,12 @@ impl Registry {
         )
         .unwrap();
         let log = dir.path().join("registry.log");
+        // Distribution writes its access log (combined format) to stdout.
+        let access = dir.path().join("access.log");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.path().join("stdout.log")).unwrap(),
-            ))
+            .stdout(Stdio::from(std::fs::File::create(&access).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
@@ -63,6 +64,7 @@ impl Registry {
             host,
             child,
             log,
+            access,
             _dir: dir,
         }
     }
@@ -71,10 +73,17 @@ impl Registry {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(&self.access).unwrap_or_default()
+    }
+
     /// Lines of the access log for requests matching `method` and a path prefix.
     pub fn requests(&self, method: &str, path_prefix: &str) -> usize {
         let needle = format!("\"{method} {path_prefix}");
-        self.log().lines().filter(|l| l.contains(&needle)).count()
+        self.access_log()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .count()
     }
 
     /// Raw GET, for checks independent of xarch's client.
