@@ -65,6 +65,9 @@ enum Command {
         /// Registry host[:port]
         registry: String,
     },
+    /// Toolchains: what this machine can build for, and how to fix what it cannot
+    #[command(subcommand)]
+    Toolchain(ToolchainCommand),
     /// List the platforms xarch builds for and what each means to the toolchains
     Targets {
         /// Print JSON
@@ -168,6 +171,44 @@ fn parse_platforms(s: &str) -> Result<String, String> {
     Ok(s.to_string())
 }
 
+#[derive(Subcommand, Debug)]
+enum ToolchainCommand {
+    /// Every platform × language: ready or not, and by which route
+    List {
+        #[command(flatten)]
+        sel: ToolchainSelect,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check platforms and print the exact fix for each problem (exit 1 if any)
+    Doctor {
+        #[command(flatten)]
+        sel: ToolchainSelect,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install what the platforms need: rustup targets or rust-src, zig, go
+    Install {
+        #[command(flatten)]
+        sel: ToolchainSelect,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct ToolchainSelect {
+    /// Platforms (comma-separated, or `all`; default: all)
+    #[arg(long, value_delimiter = ',')]
+    platform: Vec<String>,
+    /// Languages: rust, go, c (default: all)
+    #[arg(long, value_delimiter = ',')]
+    lang: Vec<String>,
+    /// C toolchain recipe to check (default zig)
+    #[arg(long, default_value = "zig")]
+    toolchain: String,
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -201,6 +242,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             password,
         } => login_command(&host, username, password_stdin, password, registry),
         Command::Logout { registry: host } => logout_command(&host),
+        Command::Toolchain(cmd) => toolchain_command(cmd),
         Command::Targets { json } => output::targets(json),
     };
     match result {
@@ -210,6 +252,53 @@ pub fn main(args: Vec<OsString>) -> i32 {
             1
         }
     }
+}
+
+fn toolchain_command(cmd: ToolchainCommand) -> anyhow::Result<()> {
+    use crate::toolchain::doctor;
+    let tools = crate::cache::Cache::open_default()?
+        .root()
+        .join("toolchains");
+    let (sel, mode) = match cmd {
+        ToolchainCommand::List { sel, json } => (sel, if json { "list-json" } else { "list" }),
+        ToolchainCommand::Doctor { sel, json } => {
+            (sel, if json { "doctor-json" } else { "doctor" })
+        }
+        ToolchainCommand::Install { sel } => (sel, "install"),
+    };
+    let platforms = if sel.platform.is_empty() {
+        vec!["all".to_string()]
+    } else {
+        sel.platform.clone()
+    };
+    let targets = crate::targets::parse_list(&platforms)?;
+    let langs: Vec<&'static str> = if sel.lang.is_empty() {
+        doctor::LANGS.to_vec()
+    } else {
+        sel.lang
+            .iter()
+            .map(|l| {
+                doctor::LANGS
+                    .iter()
+                    .find(|k| **k == l.as_str())
+                    .copied()
+                    .ok_or_else(|| anyhow::anyhow!("unknown language `{l}`; use rust, go or c"))
+            })
+            .collect::<anyhow::Result<_>>()?
+    };
+    let checks = if mode == "install" {
+        doctor::install(&targets, &langs, &tools)?
+    } else {
+        targets
+            .iter()
+            .flat_map(|t| {
+                langs
+                    .iter()
+                    .map(|l| doctor::check(t, l, &sel.toolchain, &tools))
+            })
+            .collect()
+    };
+    output::toolchain_checks(&checks, &langs, mode)
 }
 
 fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow::Result<()> {

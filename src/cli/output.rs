@@ -93,3 +93,54 @@ pub fn targets(json: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// `xarch toolchain list` (a table), `doctor` (problems and fixes) or JSON.
+pub fn toolchain_checks(
+    checks: &[crate::toolchain::doctor::Check],
+    langs: &[&str],
+    mode: &str,
+) -> Result<()> {
+    let problems = checks.iter().filter(|c| !c.ready).count();
+    if mode.ends_with("json") {
+        println!("{}", serde_json::to_string_pretty(checks)?);
+    } else if mode == "list" {
+        let mut out = std::io::stdout().lock();
+        write!(out, "{:<15}", "PLATFORM")?;
+        for l in langs {
+            write!(out, " {:<34}", l.to_uppercase())?;
+        }
+        writeln!(out)?;
+        // Rows are platforms, in `langs` order.
+        for row in checks.chunks(langs.len()) {
+            write!(out, "{:<15}", row[0].platform)?;
+            for c in row {
+                let cell = if c.ready {
+                    format!("ready: {}", c.detail)
+                } else {
+                    format!("missing: {}", c.fixes.join(" && "))
+                };
+                write!(out, " {:<34}", cell)?;
+            }
+            writeln!(out)?;
+        }
+    } else {
+        let mut out = std::io::stdout().lock();
+        for c in checks {
+            let mark = if c.ready { "ok " } else { "ERR" };
+            writeln!(out, "{mark} {:<14} {:<5} {}", c.platform, c.lang, c.detail)?;
+            for f in &c.fixes {
+                writeln!(out, "      fix: {f}")?;
+            }
+        }
+        if problems == 0 {
+            writeln!(out, "all {} checks passed", checks.len())?;
+        }
+    }
+    if problems > 0 && mode.starts_with("doctor") {
+        anyhow::bail!(
+            "{problems} of {} checks failed; run the fixes above (or `xarch toolchain install`)",
+            checks.len()
+        );
+    }
+    Ok(())
+}

@@ -135,6 +135,40 @@ impl LayerBuilder {
         self.entries.is_empty()
     }
 
+    /// A hash of everything the layer's bytes depend on — entries, modes,
+    /// owners, options, and each source file's size and mtime (as make and
+    /// cargo judge freshness) — so an unchanged layer need not be rewritten.
+    pub fn fingerprint(&self, opts: LayerOptions, media_type: &str) -> Result<String> {
+        use sha2::{Digest as _, Sha256};
+        use std::os::unix::fs::MetadataExt;
+        let mut h = Sha256::new();
+        h.update(format!("{media_type}\0{}\0{}\0", opts.mtime, opts.level));
+        for (path, e) in &self.entries {
+            h.update(format!("{path}\0{:o}\0{}\0{}\0", e.mode, e.uid, e.gid));
+            match &e.data {
+                Data::Dir => h.update(b"d"),
+                Data::Symlink(t) => h.update(format!("l{t}\0")),
+                Data::Bytes(b) => {
+                    h.update(format!("b{}\0", b.len()));
+                    h.update(b);
+                }
+                Data::File(src) => {
+                    let m = std::fs::metadata(src)
+                        .with_context(|| format!("cannot read {}", src.display()))?;
+                    h.update(format!(
+                        "f{}\0{}\0{}.{}\0{}\0",
+                        src.display(),
+                        m.len(),
+                        m.mtime(),
+                        m.mtime_nsec(),
+                        m.ino()
+                    ));
+                }
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
     /// Writes the layer into `store` in one pass and returns its descriptor facts.
     pub fn write(&self, opts: LayerOptions, media_type: &str, store: &BlobStore) -> Result<Layer> {
         let (tx, rx) = sync_channel::<Vec<u8>>(8);

@@ -3,6 +3,7 @@
 
 pub mod c;
 pub mod cc;
+pub mod doctor;
 pub mod go;
 pub mod recipe;
 pub mod rust;

@@ -180,11 +180,22 @@ pub fn expand(template: &str, target: Option<&Target>, vars: &[(&str, &str)]) ->
     out
 }
 
+type Probes = Mutex<BTreeMap<Vec<String>, Option<String>>>;
+
+fn probes() -> &'static Probes {
+    static SEEN: OnceLock<Probes> = OnceLock::new();
+    SEEN.get_or_init(Default::default)
+}
+
+/// Forgets every probe (after installing a tool).
+pub fn forget_probes() {
+    probes().lock().expect("probe cache").clear();
+}
+
 /// Runs `argv + version_args` and returns the first line it printed, cached per
 /// command line for the life of the process.
 fn probe(argv: &[String], version_args: &[String]) -> Option<String> {
-    static SEEN: OnceLock<Mutex<BTreeMap<Vec<String>, Option<String>>>> = OnceLock::new();
-    let seen = SEEN.get_or_init(Default::default);
+    let seen = probes();
     if let Some(v) = seen.lock().expect("probe cache").get(argv) {
         return v.clone();
     }

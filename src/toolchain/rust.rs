@@ -454,8 +454,33 @@ pub fn ensure_target(triple: &str, install: bool, dir: &Path, tools: &Path) -> R
     Ok(Route::BuildStd)
 }
 
+/// rustc has a std for `triple` (prebuilt, from rustup).
+pub fn has_std(sysroot: &Path, triple: &str) -> bool {
+    sysroot
+        .join("lib/rustlib")
+        .join(triple)
+        .join("lib")
+        .is_dir()
+}
+
+pub fn has_rust_src(sysroot: &Path) -> bool {
+    sysroot.join("lib/rustlib/src/rust/library").is_dir()
+}
+
+/// An earlier `rustup target add` found no prebuilt std for `triple`.
+pub fn no_prebuilt_std(sysroot: &Path, triple: &str, tools: &Path) -> bool {
+    no_std_marker(sysroot, triple, tools).exists()
+}
+
+fn no_std_marker(sysroot: &Path, triple: &str, tools: &Path) -> PathBuf {
+    tools
+        .join("rustup-no-std")
+        .join(sysroot_key(sysroot))
+        .join(triple)
+}
+
 fn ensure_rust_src(sysroot: &Path, install: bool, dir: &Path) -> Result<()> {
-    if sysroot.join("lib/rustlib/src/rust/library").is_dir() {
+    if has_rust_src(sysroot) {
         return Ok(());
     }
     let fix = "rustup component add rust-src";
@@ -504,7 +529,7 @@ fn rustup_reason(stderr: &str) -> String {
     }
 }
 
-fn sysroot(dir: &Path) -> Result<PathBuf> {
+pub fn sysroot(dir: &Path) -> Result<PathBuf> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let out = Command::new(&rustc)
         .args(["--print", "sysroot"])

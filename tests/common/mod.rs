@@ -149,7 +149,9 @@ pub fn copy_and_unpack(
     (bundle, config)
 }
 
-/// Runs a binary from an unpacked rootfs: natively on x86_64, else under
+/// Runs a binary from an unpacked rootfs: natively for x86_64 and i386 on an
+/// x86_64 host (the kernel runs 32-bit x86 itself, as Docker would; Debian's
+/// qemu-i386 7.2 also crashes Go's 386 runtime), else under
 /// `qemu-<arch>-static` with the rootfs as its sysroot.
 pub fn run_in_rootfs(
     rootfs: &Path,
@@ -159,7 +161,8 @@ pub fn run_in_rootfs(
     qemu: &str,
 ) -> Output {
     let bin = rootfs.join(exe.trim_start_matches('/'));
-    let mut cmd = if qemu == "x86_64" {
+    let native = qemu == "x86_64" || (qemu == "i386" && cfg!(target_arch = "x86_64"));
+    let mut cmd = if native {
         Command::new(&bin)
     } else {
         let tool = format!("qemu-{qemu}-static");
