@@ -17,6 +17,8 @@ pub struct Registry {
     pub host: String,
     child: Child,
     log: PathBuf,
+    /// Distribution writes its access log to stdout.
+    access_log: PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -40,12 +42,11 @@ impl Registry {
         )
         .unwrap();
         let log = dir.path().join("registry.log");
+        let access_log = dir.path().join("access.log");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&config)
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.path().join("stdout.log")).unwrap(),
-            ))
+            .stdout(Stdio::from(std::fs::File::create(&access_log).unwrap()))
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
@@ -63,6 +64,7 @@ impl Registry {
             host,
             child,
             log,
+            access_log,
             _dir: dir,
         }
     }
@@ -74,7 +76,11 @@ impl Registry {
     /// Lines of the access log for requests matching `method` and a path prefix.
     pub fn requests(&self, method: &str, path_prefix: &str) -> usize {
         let needle = format!("\"{method} {path_prefix}");
-        self.log().lines().filter(|l| l.contains(&needle)).count()
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .count()
     }
 
     /// Raw GET, for checks independent of xarch's client.
