@@ -45,6 +45,9 @@ pub struct Client {
     insecure_http: Option<reqwest::Client>,
     opts: Options,
     hosts: Mutex<HashMap<String, Host>>,
+    /// Held while a token is fetched, so that concurrent requests that met the
+    /// same challenge share one token rather than each fetching their own.
+    token_fetch: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default, Clone)]
@@ -86,6 +89,7 @@ impl Client {
             insecure_http,
             opts,
             hosts: Mutex::new(HashMap::new()),
+            token_fetch: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -211,7 +215,7 @@ impl Client {
             } else {
                 None
             };
-            if let Some(a) = auth {
+            if let Some(a) = &auth {
                 req = req.header(AUTHORIZATION, a);
             }
             req = attach(req, &body).await?;
@@ -232,6 +236,13 @@ impl Client {
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && authed_once {
                 let why = registry_error(&method, &url, resp).await;
+                if self.credential(&r.registry).await?.is_none() {
+                    bail!(
+                        "{} requires a login: run `xarch login {}` ({why})",
+                        r.registry,
+                        r.registry
+                    );
+                }
                 bail!(
                     "{} rejected the credentials ({why}); check them with `xarch login {}`",
                     r.registry,
@@ -245,7 +256,10 @@ impl Client {
                     .get("www-authenticate")
                     .and_then(|v| v.to_str().ok())
                     .and_then(auth::parse_challenge);
-                if self.answer(challenge, &r.registry, &host, scopes).await? {
+                if self
+                    .answer(challenge, &r.registry, &host, scopes, auth.as_deref())
+                    .await?
+                {
                     continue;
                 }
                 return Err(registry_error(&method, &url, resp).await);
@@ -269,25 +283,31 @@ impl Client {
         host: &str,
         scopes: &[String],
     ) -> Result<Option<String>> {
-        let state = self.host(host);
-        if let Some((token, expiry)) = state.tokens.get(&scope_key(scopes))
-            && Instant::now() < *expiry
-        {
-            return Ok(Some(format!("Bearer {token}")));
+        if let Some(bearer) = self.cached_token(host, scopes) {
+            return Ok(Some(bearer));
         }
-        if state.basic {
+        if self.host(host).basic {
             return Ok(self.credential(registry).await?.map(|c| c.basic_header()));
         }
         Ok(None)
     }
 
-    /// Learns from a 401 challenge; true when a retry may now succeed.
+    /// `Bearer …` for an unexpired token cached for exactly these scopes.
+    fn cached_token(&self, host: &str, scopes: &[String]) -> Option<String> {
+        let state = self.host(host);
+        let (token, expiry) = state.tokens.get(&scope_key(scopes))?;
+        (Instant::now() < *expiry).then(|| format!("Bearer {token}"))
+    }
+
+    /// Learns from a 401 challenge to a request that carried `sent`; true when a
+    /// retry may now succeed.
     async fn answer(
         &self,
         challenge: Option<Challenge>,
         registry: &str,
         host: &str,
         scopes: &[String],
+        sent: Option<&str>,
     ) -> Result<bool> {
         let Some(ch) = challenge else {
             return Ok(false);
@@ -302,6 +322,14 @@ impl Client {
                 Ok(true)
             }
             "bearer" => {
+                let _one_at_a_time = self.token_fetch.lock().await;
+                // Another request may have fetched a token meanwhile. The one this
+                // request carried, though, was just refused (expired or revoked).
+                if let Some(bearer) = self.cached_token(host, scopes)
+                    && sent != Some(bearer.as_str())
+                {
+                    return Ok(true);
+                }
                 let (token, ttl) = self
                     .fetch_token(&ch, cred.as_ref(), scopes, registry)
                     .await?;
@@ -330,16 +358,13 @@ impl Client {
         if let Some(s) = ch.params.get("service") {
             query.push(("service", s.clone()));
         }
-        let mut all_scopes: Vec<String> = scopes.to_vec();
-        if let Some(s) = ch.params.get("scope") {
-            for one in s.split(' ') {
-                if !all_scopes.iter().any(|x| x == one) {
-                    all_scopes.push(one.to_string());
-                }
-            }
-        }
-        for s in &all_scopes {
-            query.push(("scope", s.clone()));
+        let challenged = ch
+            .params
+            .get("scope")
+            .into_iter()
+            .flat_map(|s| s.split(' '));
+        for s in merge_scopes(scopes.iter().map(String::as_str).chain(challenged)) {
+            query.push(("scope", s));
         }
         if let Some(c) = cred {
             query.push(("account", c.username.clone()));
@@ -412,6 +437,34 @@ async fn attach(req: reqwest::RequestBuilder, body: &Body) -> Result<reqwest::Re
                 .body(reqwest::Body::wrap_stream(stream))
         }
     })
+}
+
+/// Scopes with the actions on each resource merged, in first-seen order: the
+/// registry's challenge may name `repository:a:push,pull` for our
+/// `repository:a:pull,push`, and the token server should see it once.
+fn merge_scopes<'a>(scopes: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut merged: Vec<(&str, Vec<&str>)> = Vec::new();
+    for scope in scopes {
+        let Some((resource, actions)) = scope.rsplit_once(':') else {
+            continue;
+        };
+        let i = match merged.iter().position(|(r, _)| *r == resource) {
+            Some(i) => i,
+            None => {
+                merged.push((resource, Vec::new()));
+                merged.len() - 1
+            }
+        };
+        for a in actions.split(',').filter(|a| !a.is_empty()) {
+            if !merged[i].1.contains(&a) {
+                merged[i].1.push(a);
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(r, a)| format!("{r}:{}", a.join(",")))
+        .collect()
 }
 
 fn scope_key(scopes: &[String]) -> String {
@@ -553,6 +606,23 @@ mod tests {
         for h in ["registry.example.com", "10.0.0.1:5000", "example.com:443"] {
             assert!(!is_loopback(h), "{h}");
         }
+    }
+
+    #[test]
+    fn challenge_scopes_merge_into_ours() {
+        let merged = merge_scopes(
+            [
+                "repository:team/app:pull,push",
+                "repository:base/x:pull",
+                "repository:team/app:push,pull",
+                "repository:base/x:pull",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            merged,
+            ["repository:team/app:pull,push", "repository:base/x:pull"]
+        );
     }
 
     #[test]

@@ -1,0 +1,227 @@
+//! Registry authentication and transport against real Distribution processes:
+//! bearer tokens from a token server the registry trusts, HTTPS with a test CA,
+//! and (fault injection) a redirect to another host.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::registry::*;
+use common::token::{Policy, TokenServer};
+use common::*;
+use serde_json::Value;
+
+const USER: &str = "alice";
+const PASSWORD: &str = "t0ken-s3cret";
+
+/// `xarch build --platform linux/amd64 --push --json -t TAG [flags]` of hello-rust.
+fn build_push(project: &Path, tag: &str, docker_config: &Path, flags: &[&str]) -> Output {
+    xarch()
+        .arg("build")
+        .arg(project)
+        .args(["--platform", "linux/amd64", "--push", "--json", "-t", tag])
+        .args(flags)
+        .env("DOCKER_CONFIG", docker_config)
+        .env("CARGO_TARGET_DIR", shared_target())
+        .env("XARCH_CACHE_DIR", project.join("xarch-cache"))
+        .output()
+        .unwrap()
+}
+
+fn report(out: &Output) -> Value {
+    assert!(out.status.success(), "{}", stderr(out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn login(registry: &str, password: &str, docker_config: &Path) -> Output {
+    let mut child = xarch()
+        .args(["login", registry, "-u", USER, "--password-stdin"])
+        .env("DOCKER_CONFIG", docker_config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{password}\n").as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
+/// `skopeo inspect --raw` with extra flags (credentials, TLS), parsed.
+fn inspect(reference: &str, flags: &[&str]) -> Value {
+    let out = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw"])
+            .args(flags)
+            .arg(format!("docker://{reference}")),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn creds() -> String {
+    format!("{USER}:{PASSWORD}")
+}
+
+fn assert_no_secret(out: &Output, secret: &str) {
+    let b64 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{USER}:{secret}"),
+    );
+    for text in [stdout(out), stderr(out)] {
+        assert!(
+            !text.contains(secret) && !text.contains(&b64),
+            "a credential leaked: {text}"
+        );
+    }
+}
+
+#[test]
+fn token_auth_login_push_mount_and_one_token_per_scope() {
+    require_image_tools();
+    let tokens = TokenServer::start(USER, PASSWORD);
+    let reg = Registry::start(&tokens.registry_auth());
+    let tmp = tempfile::tempdir().unwrap();
+    let docker_config = tmp.path().join("docker");
+    let (_ptmp, project) = copy_example("hello-rust");
+    let app = format!("{}/team/app:1", reg.host);
+
+    // Anonymous: the token server grants nothing, so the push must ask for a login.
+    let out = build_push(&project, &app, &docker_config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("requires a login: run `xarch login {}`", reg.host)),
+        "{}",
+        stderr(&out)
+    );
+    let anonymous = tokens.take_requests();
+    assert!(!anonymous.is_empty() && anonymous.iter().all(|r| r.account.is_none()));
+
+    // A wrong password: the token server refuses it, nothing is saved, nothing leaks.
+    let out = login(&reg.host, "wrong-pw", &docker_config);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("login to {} failed", reg.host))
+            && err.contains("401")
+            && err.contains("incorrect username or password"),
+        "{err}"
+    );
+    assert_no_secret(&out, "wrong-pw");
+    assert!(!docker_config.join("config.json").exists());
+    let refused = tokens.take_requests();
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert_eq!(refused[0].status, 401);
+    assert_eq!(refused[0].account.as_deref(), Some(USER));
+
+    let out = login(&reg.host, PASSWORD, &docker_config);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_secret(&out, PASSWORD);
+    let checked = tokens.take_requests();
+    assert_eq!(checked.len(), 1, "login asks for one token: {checked:?}");
+    assert_eq!(checked[0].status, 200);
+
+    // Every blob and manifest of the push shares one token for the target.
+    let out = build_push(&project, &app, &docker_config, &[]);
+    let pushed = report(&out);
+    assert_no_secret(&out, PASSWORD);
+    assert_eq!(pushed["push"]["uploaded"], 4, "{pushed}");
+    let asked = tokens.take_requests();
+    assert_eq!(asked.len(), 1, "one token for the whole push: {asked:?}");
+    assert_eq!(asked[0].account.as_deref(), Some(USER));
+    assert_eq!(asked[0].actions("team/app"), ["pull", "push"]);
+    assert!(reg.requests("HEAD", "/v2/team/app/blobs/") >= 4);
+    let index = inspect(&app, &["--tls-verify=false", "--creds", &creds()]);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+
+    // A base on the same registry: its layer is mounted, which needs pull on the
+    // source and push,pull on the target.
+    let base = busybox_layout(tmp.path());
+    let base_ref = format!("{}/base/busybox:1", reg.host);
+    skopeo_push_with(&base, &base_ref, &["--dest-creds", &creds()]);
+    tokens.take_requests();
+    let mounted = format!("{}/team/mounted:1", reg.host);
+    let out = build_push(&project, &mounted, &docker_config, &["--base", &base_ref]);
+    let pushed = report(&out);
+    assert_eq!(pushed["push"]["mounted"], 1, "{pushed}");
+    let asked = tokens.take_requests();
+    assert!(
+        asked.iter().any(|r| r.actions("base/busybox") == ["pull"]
+            && r.actions("team/mounted") == ["pull", "push"]),
+        "{asked:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .all(|r| !r.actions("base/busybox").contains(&"push".to_string())),
+        "{asked:?}"
+    );
+    // Resolving the base, the target's blobs and manifests, the mount: one token each.
+    assert_eq!(asked.len(), 3, "{asked:?}");
+    let flags = ["--tls-verify=false", "--creds", &creds()];
+    let index = inspect(&mounted, &flags);
+    let manifest = inspect(
+        &format!(
+            "{}/team/mounted@{}",
+            reg.host,
+            index["manifests"][0]["digest"].as_str().unwrap()
+        ),
+        &flags,
+    );
+    let base_index = inspect(&base_ref, &flags);
+    let base_amd64 = inspect(
+        &format!(
+            "{}/base/busybox@{}",
+            reg.host,
+            base_index["manifests"][0]["digest"].as_str().unwrap()
+        ),
+        &flags,
+    );
+    assert_eq!(
+        manifest["layers"][0]["digest"],
+        base_amd64["layers"][0]["digest"]
+    );
+}
+
+#[test]
+fn a_token_the_registry_stops_accepting_is_renewed_on_its_401() {
+    require_image_tools();
+    let tokens = TokenServer::start(USER, PASSWORD);
+    let reg = Registry::start(&tokens.registry_auth());
+    let tmp = tempfile::tempdir().unwrap();
+    let base = busybox_layout(tmp.path());
+    let base_ref = format!("{}/base/busybox:1", reg.host);
+    skopeo_push_with(&base, &base_ref, &["--dest-creds", &creds()]);
+    let docker_config = tmp.path().join("docker");
+    assert!(login(&reg.host, PASSWORD, &docker_config).status.success());
+
+    // Tokens live 2 s (and say so). The mount's token, the only request with two
+    // scopes, takes 3 s to come: by then the target's token has expired at the
+    // registry, though xarch (which keeps a token at least 5 s) still holds it
+    // for the manifests.
+    tokens.set_policy(Policy {
+        lifetime: 2,
+        expires_in: 2,
+        slow: Some((|scopes| scopes.len() > 1, std::time::Duration::from_secs(3))),
+    });
+    tokens.take_requests();
+    let (_ptmp, project) = copy_example("hello-rust");
+    let app = format!("{}/team/app:1", reg.host);
+    let out = build_push(&project, &app, &docker_config, &["--base", &base_ref]);
+    let pushed = report(&out);
+    assert_eq!(pushed["push"]["mounted"], 1, "{pushed}");
+    assert!(
+        reg.log().contains("token not to be used after"),
+        "the registry never saw an expired token"
+    );
+    let target_only: Vec<_> = tokens
+        .take_requests()
+        .into_iter()
+        .filter(|r| r.scopes.len() == 1 && r.actions("team/app") == ["pull", "push"])
+        .collect();
+    assert!(target_only.len() >= 2, "never renewed: {target_only:?}");
+    let index = inspect(&app, &["--tls-verify=false", "--creds", &creds()]);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+}
