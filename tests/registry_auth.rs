@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::registry::*;
@@ -224,4 +224,106 @@ fn a_token_the_registry_stops_accepting_is_renewed_on_its_401() {
     assert!(target_only.len() >= 2, "never renewed: {target_only:?}");
     let index = inspect(&app, &["--tls-verify=false", "--creds", &creds()]);
     assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+}
+/// A directory for `skopeo --cert-dir`: the CA as `ca.crt`.
+fn cert_dir(ca: &Path, dir: &Path) -> PathBuf {
+    let d = dir.join("certs.d");
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::copy(ca, d.join("ca.crt")).unwrap();
+    d
+}
+
+#[test]
+fn tls_registry_needs_its_ca_or_insecure_and_never_falls_back_to_http() {
+    require_image_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let pki = pki::server_pki(tmp.path());
+    let reg = Registry::start_tls("", &pki.cert, &pki.key);
+    let docker_config = tmp.path().join("docker");
+    let (_ptmp, project) = copy_example("hello-rust");
+    let tag = |t: &str| format!("{}/tls/app:{t}", reg.host);
+
+    // An unknown CA is an error that says how to trust it; no retry over HTTP.
+    let out = build_push(&project, &tag("1"), &docker_config, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("certificate") && err.contains("--ca-cert"),
+        "{err}"
+    );
+    assert!(!err.contains("http://"), "fell back to plain HTTP: {err}");
+
+    let ca = pki.ca.to_str().unwrap();
+    let out = build_push(&project, &tag("1"), &docker_config, &["--ca-cert", ca]);
+    report(&out);
+    let certs = cert_dir(&pki.ca, tmp.path());
+    let certs = format!("--cert-dir={}", certs.display());
+    let index = inspect(&tag("1"), &[&certs]);
+    assert_eq!(index["manifests"].as_array().unwrap().len(), 1);
+
+    // --insecure skips verification.
+    let out = build_push(&project, &tag("2"), &docker_config, &["--insecure"]);
+    report(&out);
+    assert_eq!(
+        inspect(&tag("2"), &[&certs])["manifests"],
+        index["manifests"]
+    );
+}
+
+/// Fault injection: Distribution's filesystem storage never redirects, but
+/// registries on S3 or a CDN answer blob GETs with a redirect to another host,
+/// which must not receive the registry credential.
+#[test]
+fn a_redirect_to_another_host_gets_no_credential() {
+    use common::http::{Response, Server};
+    use std::sync::{Arc, Mutex};
+    use xarch::registry::auth::Credential;
+    use xarch::registry::client::{Body, headers};
+    use xarch::registry::{Client, Options, Reference};
+
+    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let record = seen.clone();
+    let storage = Server::start(move |req| {
+        let auth = req.header("authorization").map(String::from);
+        record.lock().unwrap().push(auth);
+        Response::new(200, "blob bytes")
+    });
+    let elsewhere = format!("http://{}/signed/blob", storage.addr);
+    let registry = Server::start(move |req| match req.header("authorization") {
+        None => Response::new(401, "").header("WWW-Authenticate", r#"Basic realm="test""#),
+        Some(_) if req.path() == "/v2/" => Response::new(200, "{}"),
+        Some(_) => Response::new(307, "").header("Location", &elsewhere),
+    });
+
+    let client = Client::new(Options::default()).unwrap();
+    client.set_credential(
+        &registry.addr,
+        Credential {
+            username: USER.into(),
+            secret: PASSWORD.into(),
+        },
+    );
+    let r: Reference = format!("{}/team/app", registry.addr).parse().unwrap();
+    let path = format!("/v2/team/app/blobs/sha256:{}", "0".repeat(64));
+    let body = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let resp = client
+            .send(
+                &r,
+                reqwest::Method::GET,
+                &path,
+                headers(&[]),
+                Body::Empty,
+                &[],
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    });
+    assert_eq!(body, "blob bytes");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [None],
+        "the credential followed the redirect"
+    );
 }

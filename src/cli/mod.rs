@@ -76,7 +76,7 @@ enum Command {
 /// How to reach registries (for every command).
 #[derive(Args, Clone)]
 struct RegistryArgs {
-    /// Allow plain HTTP and unverified TLS for registries that are not on loopback
+    /// Accept any TLS certificate, and allow plain HTTP, for every registry
     #[arg(long, global = true)]
     insecure: bool,
     /// Trust this CA certificate (PEM) for registry TLS

@@ -19,7 +19,7 @@ use super::reference::Reference;
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Allow plain HTTP (and unverified TLS) for any registry.
+    /// Accept any TLS certificate, and allow plain HTTP, for every registry.
     pub insecure: bool,
     /// Extra CA certificate (PEM) to trust.
     pub ca_cert: Option<PathBuf>,
@@ -42,7 +42,6 @@ pub enum Body {
 
 pub struct Client {
     http: reqwest::Client,
-    insecure_http: Option<reqwest::Client>,
     opts: Options,
     hosts: Mutex<HashMap<String, Host>>,
     /// Held while a token is fetched, so that concurrent requests that met the
@@ -59,13 +58,18 @@ struct Host {
 }
 
 const MAX_TRIES: u32 = 5;
+/// How long the HTTPS/HTTP probe of a loopback or `--insecure` host may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Client {
     pub fn new(opts: Options) -> Result<Client> {
+        // reqwest's default redirect policy (at most 10) drops the Authorization
+        // header when a redirect leads to another host or port.
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("xarch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(120));
+            .read_timeout(Duration::from_secs(120))
+            .danger_accept_invalid_certs(opts.insecure);
         if let Some(ca) = &opts.ca_cert {
             let pem = std::fs::read(ca)
                 .with_context(|| format!("cannot read --ca-cert {}", ca.display()))?;
@@ -75,18 +79,8 @@ impl Client {
                 b = b.add_root_certificate(c);
             }
         }
-        let insecure_http = if opts.insecure {
-            Some(
-                reqwest::Client::builder()
-                    .danger_accept_invalid_certs(true)
-                    .build()?,
-            )
-        } else {
-            None
-        };
         Ok(Client {
             http: b.build()?,
-            insecure_http,
             opts,
             hosts: Mutex::new(HashMap::new()),
             token_fetch: tokio::sync::Mutex::new(()),
@@ -115,31 +109,42 @@ impl Client {
             .or_default());
     }
 
-    /// HTTPS, except loopback hosts and `--insecure`, which fall back to HTTP when
-    /// HTTPS does not answer (as Docker treats insecure registries).
-    async fn scheme(&self, host: &str) -> &'static str {
+    /// HTTPS. Loopback hosts, and every host under `--insecure`, may use plain
+    /// HTTP instead (as Docker treats insecure registries), but only when HTTPS
+    /// fails and the host answers `/v2/` over plain HTTP as a registry does. A
+    /// certificate that does not verify is never a reason to fall back: it is
+    /// what an attacker in the middle would present.
+    async fn scheme(&self, host: &str) -> Result<&'static str> {
         if let Some(s) = self.host(host).scheme {
-            return s;
+            return Ok(s);
         }
-        let may_http = self.opts.insecure || is_loopback(host);
-        let scheme = if may_http && self.opts.ca_cert.is_none() {
-            let client = self.insecure_http.as_ref().unwrap_or(&self.http);
-            match client.get(format!("https://{host}/v2/")).send().await {
-                Ok(_) => "https",
-                Err(_) => "http",
-            }
-        } else {
-            "https"
+        if !(self.opts.insecure || is_loopback(host)) {
+            return Ok("https");
+        }
+        let https = self.probe("https", host).await;
+        let scheme = match https {
+            Ok(_) => "https",
+            Err(e) if is_certificate_error(&e) => return Err(certificate_error(host, &e)),
+            Err(_) => match self.probe("http", host).await {
+                Ok(s) if s == StatusCode::OK || s == StatusCode::UNAUTHORIZED => "http",
+                // Neither answers like a registry (yet): let the request itself
+                // try HTTPS, retry, and report why it fails; decide next time.
+                _ => return Ok("https"),
+            },
         };
         self.update(host, |h| h.scheme = Some(scheme));
-        scheme
+        Ok(scheme)
     }
 
-    fn http_for(&self, host: &str) -> &reqwest::Client {
-        match &self.insecure_http {
-            Some(c) if !is_loopback(host) => c,
-            _ => &self.http,
-        }
+    /// `GET /v2/` once: the status, or the transport error as text.
+    async fn probe(&self, scheme: &str, host: &str) -> Result<StatusCode, String> {
+        self.http
+            .get(format!("{scheme}://{host}/v2/"))
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .map(|r| r.status())
+            .map_err(without_url)
     }
 
     async fn credential(&self, registry: &str) -> Result<Option<Credential>> {
@@ -189,14 +194,14 @@ impl Client {
         let url = if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
             path_or_url.to_string()
         } else {
-            format!("{}://{host}{path_or_url}", self.scheme(&host).await)
+            format!("{}://{host}{path_or_url}", self.scheme(&host).await?)
         };
         let mut authed_once = false;
         let mut tries = 0;
         loop {
             tries += 1;
             let mut req = self
-                .http_for(&host)
+                .http
                 .request(method.clone(), &url)
                 .headers(headers.clone());
             // Credentials go only to the registry itself, never to another host an
@@ -222,15 +227,17 @@ impl Client {
             let result = req.send().await;
             let resp = match result {
                 Ok(resp) => resp,
-                Err(e)
-                    if tries < MAX_TRIES
-                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
-                {
-                    tokio::time::sleep(backoff(tries, None)).await;
-                    continue;
-                }
                 Err(e) => {
-                    return Err(anyhow!("{method} {}: {}", redact(&url), without_url(e)));
+                    let transient = e.is_connect() || e.is_timeout() || e.is_request();
+                    let why = without_url(e);
+                    if is_certificate_error(&why) {
+                        return Err(certificate_error(&host, &why));
+                    }
+                    if transient && tries < MAX_TRIES {
+                        tokio::time::sleep(backoff(tries, None)).await;
+                        continue;
+                    }
+                    return Err(anyhow!("{method} {}: {why}", redact(&url)));
                 }
             };
             let status = resp.status();
@@ -381,14 +388,17 @@ impl Client {
                     tokio::time::sleep(backoff(tries, None)).await;
                 }
                 Ok(r) => break r,
-                Err(_) if tries < MAX_TRIES => {
+                Err(e) => {
+                    let why = without_url(e);
+                    if is_certificate_error(&why) {
+                        let host = reqwest::Url::parse(realm)?.authority().to_string();
+                        return Err(certificate_error(&host, &why));
+                    }
+                    if tries >= MAX_TRIES {
+                        bail!("token request to {} failed: {why}", redact(realm));
+                    }
                     tokio::time::sleep(backoff(tries, None)).await;
                 }
-                Err(e) => bail!(
-                    "token request to {} failed: {}",
-                    redact(realm),
-                    without_url(e)
-                ),
             }
         };
         let status = resp.status();
@@ -514,6 +524,19 @@ fn without_url(e: reqwest::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+/// rustls's words for a certificate that does not verify (unknown issuer, wrong
+/// name, expired…), somewhere in reqwest's error chain.
+fn is_certificate_error(why: &str) -> bool {
+    why.contains("invalid peer certificate")
+}
+
+fn certificate_error(host: &str, why: &str) -> anyhow::Error {
+    anyhow!(
+        "the TLS certificate of {host} is not trusted ({why}); if it comes from a private CA, \
+         pass that CA with `--ca-cert FILE` (or skip verification with `--insecure`)"
+    )
 }
 
 /// The registry's own error text for a failed response.
