@@ -327,3 +327,25 @@ fn a_redirect_to_another_host_gets_no_credential() {
         "the credential followed the redirect"
     );
 }
+
+#[test]
+fn logout_forgets_docker_hub_under_the_docker_cli_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("config.json");
+    std::fs::write(
+        &config,
+        r#"{"auths":{"https://index.docker.io/v1/":{"auth":"YTpi"},"127.0.0.1:5000":{"auth":"YzpkMQ=="}}}"#,
+    )
+    .unwrap();
+    let out = run_ok(
+        xarch()
+            .args(["logout", "index.docker.io"])
+            .env("DOCKER_CONFIG", tmp.path()),
+    );
+    assert!(stderr(&out).contains("Removed"), "{}", stderr(&out));
+    let left: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    assert_eq!(
+        left["auths"],
+        serde_json::json!({"127.0.0.1:5000": {"auth": "YzpkMQ=="}})
+    );
+}

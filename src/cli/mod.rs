@@ -49,7 +49,7 @@ enum Command {
     },
     /// Log in to a registry (saved in the docker config, as `docker login` does)
     Login {
-        /// Registry host[:port]
+        /// Registry host[:port] (Docker Hub: docker.io)
         registry: String,
         #[arg(short, long)]
         username: String,
@@ -62,7 +62,7 @@ enum Command {
     },
     /// Forget a registry's credentials
     Logout {
-        /// Registry host[:port]
+        /// Registry host[:port] (Docker Hub: docker.io)
         registry: String,
     },
     /// List the platforms xarch builds for and what each means to the toolchains
@@ -199,8 +199,16 @@ pub fn main(args: Vec<OsString>) -> i32 {
             username,
             password_stdin,
             password,
-        } => login_command(&host, username, password_stdin, password, registry),
-        Command::Logout { registry: host } => logout_command(&host),
+        } => login_command(
+            &crate::registry::reference::registry_host(&host),
+            username,
+            password_stdin,
+            password,
+            registry,
+        ),
+        Command::Logout { registry: host } => {
+            logout_command(&crate::registry::reference::registry_host(&host))
+        }
         Command::Targets { json } => output::targets(json),
     };
     match result {
