@@ -116,6 +116,29 @@ fn token_auth_login_push_mount_and_one_token_per_scope() {
     assert_eq!(refused[0].status, 401);
     assert_eq!(refused[0].account.as_deref(), Some(USER));
 
+    // A wrong password already saved: the push fails the same way.
+    let stale = tmp.path().join("stale-docker");
+    std::fs::create_dir_all(&stale).unwrap();
+    let auth = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{USER}:wrong-pw"),
+    );
+    std::fs::write(
+        stale.join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.host),
+    )
+    .unwrap();
+    let out = build_push(&project, &app, &stale, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!("{} refused a token (401 Unauthorized)", reg.host))
+            && err.contains(&format!("xarch login {}", reg.host)),
+        "{err}"
+    );
+    assert_no_secret(&out, "wrong-pw");
+    assert!(tokens.take_requests().iter().all(|r| r.status == 401));
+
     let out = login(&reg.host, PASSWORD, &docker_config);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_no_secret(&out, PASSWORD);
