@@ -49,7 +49,7 @@ enum Command {
     },
     /// Log in to a registry (saved in the docker config, as `docker login` does)
     Login {
-        /// Registry host[:port]
+        /// Registry host[:port] (Docker Hub: docker.io)
         registry: String,
         #[arg(short, long)]
         username: String,
@@ -62,7 +62,7 @@ enum Command {
     },
     /// Forget a registry's credentials
     Logout {
-        /// Registry host[:port]
+        /// Registry host[:port] (Docker Hub: docker.io)
         registry: String,
     },
     /// Toolchains: what this machine can build for, and how to fix what it cannot
@@ -79,7 +79,7 @@ enum Command {
 /// How to reach registries (for every command).
 #[derive(Args, Clone)]
 struct RegistryArgs {
-    /// Allow plain HTTP and unverified TLS for registries that are not on loopback
+    /// Accept any TLS certificate, and allow plain HTTP, for every registry
     #[arg(long, global = true)]
     insecure: bool,
     /// Trust this CA certificate (PEM) for registry TLS
@@ -240,8 +240,16 @@ pub fn main(args: Vec<OsString>) -> i32 {
             username,
             password_stdin,
             password,
-        } => login_command(&host, username, password_stdin, password, registry),
-        Command::Logout { registry: host } => logout_command(&host),
+        } => login_command(
+            &crate::registry::reference::registry_host(&host),
+            username,
+            password_stdin,
+            password,
+            registry,
+        ),
+        Command::Logout { registry: host } => {
+            logout_command(&crate::registry::reference::registry_host(&host))
+        }
         Command::Toolchain(cmd) => toolchain_command(cmd),
         Command::Targets { json } => output::targets(json),
     };

@@ -13,6 +13,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde_json::{Value, json};
 
+use super::reference::DOCKER_HUB;
+
+/// Docker Hub's key in the docker config, as `docker login` writes it.
+pub const HUB_KEY: &str = "https://index.docker.io/v1/";
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credential {
     pub username: String,
@@ -83,14 +88,18 @@ pub fn lookup(registry: &str) -> Result<Option<Credential>> {
 }
 
 fn from_config(config: &Value, registry: &str, file: &Path) -> Result<Option<Credential>> {
-    if let Some(helper) = config["credHelpers"][registry].as_str() {
+    if let Some(helper) = own_helper(config, registry) {
         return helper_get(helper, registry);
     }
     if let Some(auths) = config["auths"].as_object() {
-        for (key, entry) in auths {
-            if normalize_key(key) != registry && !(registry == "docker.io" && is_hub_key(key)) {
-                continue;
-            }
+        let mut entries: Vec<(&String, &Value)> = auths
+            .iter()
+            .filter(|(key, _)| key_matches(key, registry))
+            .collect();
+        // The key `xarch login` writes first: a fresh login beats an older entry
+        // under another spelling (`docker.io` sorts before the hub's URL).
+        entries.sort_by_key(|(key, _)| key.as_str() != config_key(registry));
+        for (key, entry) in entries {
             if let Some(c) = decode_entry(entry)
                 .with_context(|| format!("bad entry for {key} in {}", file.display()))?
             {
@@ -125,6 +134,30 @@ fn decode_entry(entry: &Value) -> Result<Option<Credential>> {
     }
 }
 
+/// Whether an `auths` key names `registry` (`https://host:5000/v1/` names `host:5000`).
+fn key_matches(key: &str, registry: &str) -> bool {
+    normalize_key(key) == registry || (registry == DOCKER_HUB && is_hub_key(key))
+}
+
+/// The key a registry's credential is saved under, and the server name given to
+/// credential helpers: the docker CLI's `https://index.docker.io/v1/` for Docker
+/// Hub, else the host[:port].
+fn config_key(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        HUB_KEY
+    } else {
+        registry
+    }
+}
+
+/// `credHelpers` for this registry (the docker CLI keys Docker Hub's by its URL).
+fn own_helper<'a>(config: &'a Value, registry: &str) -> Option<&'a str> {
+    let helpers = &config["credHelpers"];
+    helpers[config_key(registry)]
+        .as_str()
+        .or_else(|| helpers[registry].as_str())
+}
+
 /// `https://host:5000/v1/` → `host:5000`.
 fn normalize_key(key: &str) -> &str {
     let k = key
@@ -141,18 +174,10 @@ fn is_hub_key(key: &str) -> bool {
     )
 }
 
-fn helper_server(registry: &str) -> String {
-    if registry == "docker.io" {
-        "https://index.docker.io/v1/".into()
-    } else {
-        registry.into()
-    }
-}
-
 /// `docker-credential-<helper> get`, registry on stdin, JSON on stdout.
 fn helper_get(helper: &str, registry: &str) -> Result<Option<Credential>> {
     let program = format!("docker-credential-{helper}");
-    let out = run_helper(&program, "get", helper_server(registry).as_bytes())?;
+    let out = run_helper(&program, "get", config_key(registry).as_bytes())?;
     if !out.status.success() {
         // Helpers answer "credentials not found" on stdout with a failure status.
         return Ok(None);
@@ -182,8 +207,7 @@ fn run_helper(program: &str, verb: &str, input: &[u8]) -> Result<std::process::O
 
 /// The credential helper configured for `registry`: its own, else the store.
 fn helper_for(config: &Value, registry: &str) -> Option<String> {
-    config["credHelpers"][registry]
-        .as_str()
+    own_helper(config, registry)
         .or_else(|| config["credsStore"].as_str())
         .map(String::from)
 }
@@ -192,11 +216,17 @@ fn helper_for(config: &Value, registry: &str) -> Option<String> {
 /// helper/store, else base64 in `auths` of the docker config (file mode 0600).
 pub fn store(registry: &str, cred: &Credential) -> Result<PathBuf> {
     let path = docker_config_path();
-    let mut config = read_config(&path)?;
+    store_in(&path, registry, cred)?;
+    Ok(path)
+}
+
+fn store_in(path: &Path, registry: &str, cred: &Credential) -> Result<()> {
+    let mut config = read_config(path)?;
     let helper = helper_for(&config, registry);
+    let key = config_key(registry);
     if let Some(h) = helper {
         let program = format!("docker-credential-{h}");
-        let input = json!({"ServerURL": helper_server(registry), "Username": cred.username, "Secret": cred.secret});
+        let input = json!({"ServerURL": key, "Username": cred.username, "Secret": cred.secret});
         let out = run_helper(&program, "store", input.to_string().as_bytes())?;
         if !out.status.success() {
             bail!(
@@ -204,32 +234,39 @@ pub fn store(registry: &str, cred: &Credential) -> Result<PathBuf> {
                 String::from_utf8_lossy(&out.stdout).trim()
             );
         }
-        config["auths"][registry] = json!({});
+        config["auths"][key] = json!({});
     } else {
         let auth = B64.encode(format!("{}:{}", cred.username, cred.secret));
-        config["auths"][registry] = json!({ "auth": auth });
+        config["auths"][key] = json!({ "auth": auth });
     }
-    write_config(&path, &config)?;
-    Ok(path)
+    write_config(path, &config)
 }
 
 /// Forgets a registry's credential; true when there was one.
 pub fn erase(registry: &str) -> Result<bool> {
-    let path = docker_config_path();
-    let mut config = read_config(&path)?;
+    erase_in(&docker_config_path(), registry)
+}
+
+/// Removes every `auths` entry that names the registry, whatever its spelling.
+fn erase_in(path: &Path, registry: &str) -> Result<bool> {
+    let mut config = read_config(path)?;
     let helper = helper_for(&config, registry);
     if let Some(h) = helper {
         let _ = run_helper(
             &format!("docker-credential-{h}"),
             "erase",
-            helper_server(registry).as_bytes(),
+            config_key(registry).as_bytes(),
         )?;
     }
     let removed = config["auths"]
         .as_object_mut()
-        .map(|a| a.remove(registry).is_some())
+        .map(|a| {
+            let before = a.len();
+            a.retain(|key, _| !key_matches(key, registry));
+            a.len() < before
+        })
         .unwrap_or(false);
-    write_config(&path, &config)?;
+    write_config(path, &config)?;
     Ok(removed)
 }
 
@@ -316,6 +353,27 @@ mod tests {
         assert_eq!(c.params["scope"], "repository:a/b:pull,push");
         let b = parse_challenge(r#"Basic realm="Registry Realm""#).unwrap();
         assert_eq!(b.scheme, "basic");
+    }
+
+    #[test]
+    fn hub_logins_use_the_docker_cli_key_and_beat_older_spellings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let old = json!({"auths": {"docker.io": {"auth": B64.encode("old:pw")}}});
+        std::fs::write(&path, old.to_string()).unwrap();
+        let cred = Credential {
+            username: "new".into(),
+            secret: "pw2".into(),
+        };
+        store_in(&path, DOCKER_HUB, &cred).unwrap();
+        let config = read_config(&path).unwrap();
+        assert_eq!(config["auths"][HUB_KEY]["auth"], B64.encode("new:pw2"));
+        let found = from_config(&config, DOCKER_HUB, &path).unwrap().unwrap();
+        assert_eq!(found, cred);
+
+        assert!(erase_in(&path, DOCKER_HUB).unwrap());
+        let config = read_config(&path).unwrap();
+        assert_eq!(config["auths"], json!({}), "every spelling is forgotten");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use super::reference::Reference;
 /// How to reach registries.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// Allow plain HTTP (and unverified TLS) for any registry.
+    /// Accept any TLS certificate, and allow plain HTTP, for every registry.
     pub insecure: bool,
     /// Extra CA certificate (PEM) to trust.
     pub ca_cert: Option<PathBuf>,
@@ -44,9 +44,11 @@ pub enum Body {
 
 pub struct Client {
     http: reqwest::Client,
-    insecure_http: Option<reqwest::Client>,
     opts: Options,
     hosts: Mutex<HashMap<String, Host>>,
+    /// Held while a token is fetched, so that concurrent requests that met the
+    /// same challenge share one token rather than each fetching their own.
+    token_fetch: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default, Clone)]
@@ -58,13 +60,18 @@ struct Host {
 }
 
 const MAX_TRIES: u32 = 5;
+/// How long the HTTPS/HTTP probe of a loopback or `--insecure` host may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
 
 impl Client {
     pub fn new(opts: Options) -> Result<Client> {
+        // reqwest's default redirect policy (at most 10) drops the Authorization
+        // header when a redirect leads to another host or port.
         let mut b = reqwest::Client::builder()
             .user_agent(concat!("xarch/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
-            .read_timeout(Duration::from_secs(120));
+            .read_timeout(Duration::from_secs(120))
+            .danger_accept_invalid_certs(opts.insecure);
         if let Some(ca) = &opts.ca_cert {
             let pem = std::fs::read(ca)
                 .with_context(|| format!("cannot read --ca-cert {}", ca.display()))?;
@@ -74,20 +81,11 @@ impl Client {
                 b = b.add_root_certificate(c);
             }
         }
-        let insecure_http = if opts.insecure {
-            Some(
-                reqwest::Client::builder()
-                    .danger_accept_invalid_certs(true)
-                    .build()?,
-            )
-        } else {
-            None
-        };
         Ok(Client {
             http: b.build()?,
-            insecure_http,
             opts,
             hosts: Mutex::new(HashMap::new()),
+            token_fetch: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -113,31 +111,42 @@ impl Client {
             .or_default());
     }
 
-    /// HTTPS, except loopback hosts and `--insecure`, which fall back to HTTP when
-    /// HTTPS does not answer (as Docker treats insecure registries).
-    async fn scheme(&self, host: &str) -> &'static str {
+    /// HTTPS. Loopback hosts, and every host under `--insecure`, may use plain
+    /// HTTP instead (as Docker treats insecure registries), but only when HTTPS
+    /// fails and the host answers `/v2/` over plain HTTP as a registry does. A
+    /// certificate that does not verify is never a reason to fall back: it is
+    /// what an attacker in the middle would present.
+    async fn scheme(&self, host: &str) -> Result<&'static str> {
         if let Some(s) = self.host(host).scheme {
-            return s;
+            return Ok(s);
         }
-        let may_http = self.opts.insecure || is_loopback(host);
-        let scheme = if may_http && self.opts.ca_cert.is_none() {
-            let client = self.insecure_http.as_ref().unwrap_or(&self.http);
-            match client.get(format!("https://{host}/v2/")).send().await {
-                Ok(_) => "https",
-                Err(_) => "http",
-            }
-        } else {
-            "https"
+        if !(self.opts.insecure || is_loopback(host)) {
+            return Ok("https");
+        }
+        let https = self.probe("https", host).await;
+        let scheme = match https {
+            Ok(_) => "https",
+            Err(e) if is_certificate_error(&e) => return Err(certificate_error(host, &e)),
+            Err(_) => match self.probe("http", host).await {
+                Ok(s) if s == StatusCode::OK || s == StatusCode::UNAUTHORIZED => "http",
+                // Neither answers like a registry (yet): let the request itself
+                // try HTTPS, retry, and report why it fails; decide next time.
+                _ => return Ok("https"),
+            },
         };
         self.update(host, |h| h.scheme = Some(scheme));
-        scheme
+        Ok(scheme)
     }
 
-    fn http_for(&self, host: &str) -> &reqwest::Client {
-        match &self.insecure_http {
-            Some(c) if !is_loopback(host) => c,
-            _ => &self.http,
-        }
+    /// `GET /v2/` once: the status, or the transport error as text.
+    async fn probe(&self, scheme: &str, host: &str) -> Result<StatusCode, String> {
+        self.http
+            .get(format!("{scheme}://{host}/v2/"))
+            .timeout(PROBE_TIMEOUT)
+            .send()
+            .await
+            .map(|r| r.status())
+            .map_err(without_url)
     }
 
     async fn credential(&self, registry: &str) -> Result<Option<Credential>> {
@@ -187,14 +196,14 @@ impl Client {
         let url = if path_or_url.starts_with("http://") || path_or_url.starts_with("https://") {
             path_or_url.to_string()
         } else {
-            format!("{}://{host}{path_or_url}", self.scheme(&host).await)
+            format!("{}://{host}{path_or_url}", self.scheme(&host).await?)
         };
         let mut authed_once = false;
         let mut tries = 0;
         loop {
             tries += 1;
             let mut req = self
-                .http_for(&host)
+                .http
                 .request(method.clone(), &url)
                 .headers(headers.clone());
             // Credentials go only to the registry itself, never to another host an
@@ -213,27 +222,36 @@ impl Client {
             } else {
                 None
             };
-            if let Some(a) = auth {
+            if let Some(a) = &auth {
                 req = req.header(AUTHORIZATION, a);
             }
             req = attach(req, &body).await?;
             let result = req.send().await;
             let resp = match result {
                 Ok(resp) => resp,
-                Err(e)
-                    if tries < MAX_TRIES
-                        && (e.is_connect() || e.is_timeout() || e.is_request()) =>
-                {
-                    tokio::time::sleep(backoff(tries, None)).await;
-                    continue;
-                }
                 Err(e) => {
-                    return Err(anyhow!("{method} {}: {}", redact(&url), without_url(e)));
+                    let transient = e.is_connect() || e.is_timeout() || e.is_request();
+                    let why = without_url(e);
+                    if is_certificate_error(&why) {
+                        return Err(certificate_error(&host, &why));
+                    }
+                    if transient && tries < MAX_TRIES {
+                        tokio::time::sleep(backoff(tries, None)).await;
+                        continue;
+                    }
+                    return Err(anyhow!("{method} {}: {why}", redact(&url)));
                 }
             };
             let status = resp.status();
             if status == StatusCode::UNAUTHORIZED && authed_once {
                 let why = registry_error(&method, &url, resp).await;
+                if self.credential(&r.registry).await?.is_none() {
+                    bail!(
+                        "{} requires a login: run `xarch login {}` ({why})",
+                        r.registry,
+                        r.registry
+                    );
+                }
                 bail!(
                     "{} rejected the credentials ({why}); check them with `xarch login {}`",
                     r.registry,
@@ -247,7 +265,10 @@ impl Client {
                     .get("www-authenticate")
                     .and_then(|v| v.to_str().ok())
                     .and_then(auth::parse_challenge);
-                if self.answer(challenge, &r.registry, &host, scopes).await? {
+                if self
+                    .answer(challenge, &r.registry, &host, scopes, auth.as_deref())
+                    .await?
+                {
                     continue;
                 }
                 return Err(registry_error(&method, &url, resp).await);
@@ -271,25 +292,31 @@ impl Client {
         host: &str,
         scopes: &[String],
     ) -> Result<Option<String>> {
-        let state = self.host(host);
-        if let Some((token, expiry)) = state.tokens.get(&scope_key(scopes))
-            && Instant::now() < *expiry
-        {
-            return Ok(Some(format!("Bearer {token}")));
+        if let Some(bearer) = self.cached_token(host, scopes) {
+            return Ok(Some(bearer));
         }
-        if state.basic {
+        if self.host(host).basic {
             return Ok(self.credential(registry).await?.map(|c| c.basic_header()));
         }
         Ok(None)
     }
 
-    /// Learns from a 401 challenge; true when a retry may now succeed.
+    /// `Bearer …` for an unexpired token cached for exactly these scopes.
+    fn cached_token(&self, host: &str, scopes: &[String]) -> Option<String> {
+        let state = self.host(host);
+        let (token, expiry) = state.tokens.get(&scope_key(scopes))?;
+        (Instant::now() < *expiry).then(|| format!("Bearer {token}"))
+    }
+
+    /// Learns from a 401 challenge to a request that carried `sent`; true when a
+    /// retry may now succeed.
     async fn answer(
         &self,
         challenge: Option<Challenge>,
         registry: &str,
         host: &str,
         scopes: &[String],
+        sent: Option<&str>,
     ) -> Result<bool> {
         let Some(ch) = challenge else {
             return Ok(false);
@@ -304,6 +331,14 @@ impl Client {
                 Ok(true)
             }
             "bearer" => {
+                let _one_at_a_time = self.token_fetch.lock().await;
+                // Another request may have fetched a token meanwhile. The one this
+                // request carried, though, was just refused (expired or revoked).
+                if let Some(bearer) = self.cached_token(host, scopes)
+                    && sent != Some(bearer.as_str())
+                {
+                    return Ok(true);
+                }
                 let (token, ttl) = self
                     .fetch_token(&ch, cred.as_ref(), scopes, registry)
                     .await?;
@@ -332,16 +367,13 @@ impl Client {
         if let Some(s) = ch.params.get("service") {
             query.push(("service", s.clone()));
         }
-        let mut all_scopes: Vec<String> = scopes.to_vec();
-        if let Some(s) = ch.params.get("scope") {
-            for one in s.split(' ') {
-                if !all_scopes.iter().any(|x| x == one) {
-                    all_scopes.push(one.to_string());
-                }
-            }
-        }
-        for s in &all_scopes {
-            query.push(("scope", s.clone()));
+        let challenged = ch
+            .params
+            .get("scope")
+            .into_iter()
+            .flat_map(|s| s.split(' '));
+        for s in merge_scopes(scopes.iter().map(String::as_str).chain(challenged)) {
+            query.push(("scope", s));
         }
         if let Some(c) = cred {
             query.push(("account", c.username.clone()));
@@ -358,14 +390,17 @@ impl Client {
                     tokio::time::sleep(backoff(tries, None)).await;
                 }
                 Ok(r) => break r,
-                Err(_) if tries < MAX_TRIES => {
+                Err(e) => {
+                    let why = without_url(e);
+                    if is_certificate_error(&why) {
+                        let host = reqwest::Url::parse(realm)?.authority().to_string();
+                        return Err(certificate_error(&host, &why));
+                    }
+                    if tries >= MAX_TRIES {
+                        bail!("token request to {} failed: {why}", redact(realm));
+                    }
                     tokio::time::sleep(backoff(tries, None)).await;
                 }
-                Err(e) => bail!(
-                    "token request to {} failed: {}",
-                    redact(realm),
-                    without_url(e)
-                ),
             }
         };
         let status = resp.status();
@@ -434,6 +469,34 @@ async fn attach(req: reqwest::RequestBuilder, body: &Body) -> Result<reqwest::Re
     })
 }
 
+/// Scopes with the actions on each resource merged, in first-seen order: the
+/// registry's challenge may name `repository:a:push,pull` for our
+/// `repository:a:pull,push`, and the token server should see it once.
+fn merge_scopes<'a>(scopes: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut merged: Vec<(&str, Vec<&str>)> = Vec::new();
+    for scope in scopes {
+        let Some((resource, actions)) = scope.rsplit_once(':') else {
+            continue;
+        };
+        let i = match merged.iter().position(|(r, _)| *r == resource) {
+            Some(i) => i,
+            None => {
+                merged.push((resource, Vec::new()));
+                merged.len() - 1
+            }
+        };
+        for a in actions.split(',').filter(|a| !a.is_empty()) {
+            if !merged[i].1.contains(&a) {
+                merged[i].1.push(a);
+            }
+        }
+    }
+    merged
+        .into_iter()
+        .map(|(r, a)| format!("{r}:{}", a.join(",")))
+        .collect()
+}
+
 fn scope_key(scopes: &[String]) -> String {
     let mut s = scopes.to_vec();
     s.sort();
@@ -481,6 +544,19 @@ fn without_url(e: reqwest::Error) -> String {
         src = s.source();
     }
     msg
+}
+
+/// rustls's words for a certificate that does not verify (unknown issuer, wrong
+/// name, expired…), somewhere in reqwest's error chain.
+fn is_certificate_error(why: &str) -> bool {
+    why.contains("invalid peer certificate")
+}
+
+fn certificate_error(host: &str, why: &str) -> anyhow::Error {
+    anyhow!(
+        "the TLS certificate of {host} is not trusted ({why}); if it comes from a private CA, \
+         pass that CA with `--ca-cert FILE` (or skip verification with `--insecure`)"
+    )
 }
 
 /// The registry's own error text for a failed response.
@@ -579,6 +655,23 @@ mod tests {
         for h in ["registry.example.com", "10.0.0.1:5000", "example.com:443"] {
             assert!(!is_loopback(h), "{h}");
         }
+    }
+
+    #[test]
+    fn challenge_scopes_merge_into_ours() {
+        let merged = merge_scopes(
+            [
+                "repository:team/app:pull,push",
+                "repository:base/x:pull",
+                "repository:team/app:push,pull",
+                "repository:base/x:pull",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            merged,
+            ["repository:team/app:pull,push", "repository:base/x:pull"]
+        );
     }
 
     #[test]

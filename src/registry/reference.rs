@@ -128,14 +128,28 @@ fn split_domain(name: &str) -> (String, &str) {
                 || first == "localhost"
                 || first.starts_with('[') =>
         {
-            let host = match first {
-                "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
-                h => h,
-            };
-            (host.to_string(), rest)
+            (hub_alias(first).to_string(), rest)
         }
         _ => (DOCKER_HUB.to_string(), name),
     }
+}
+
+/// Docker Hub's other names (`index.docker.io`, `registry-1.docker.io`) → `docker.io`.
+fn hub_alias(host: &str) -> &str {
+    match host {
+        "index.docker.io" | "registry-1.docker.io" => DOCKER_HUB,
+        h => h,
+    }
+}
+
+/// The registry named by a `login`/`logout` argument: a host[:port], or a URL as
+/// docker writes them (`https://index.docker.io/v1/`); Docker Hub is `docker.io`.
+pub fn registry_host(arg: &str) -> String {
+    let a = arg
+        .strip_prefix("https://")
+        .or_else(|| arg.strip_prefix("http://"))
+        .unwrap_or(arg);
+    hub_alias(a.split('/').next().unwrap_or(a)).to_string()
 }
 
 /// Splits `name[:tag]` at the last colon that comes after the last slash, so a
@@ -237,6 +251,23 @@ mod tests {
         assert_eq!(r("team/app:1").to_string(), "docker.io/team/app:1");
         assert_eq!(r("index.docker.io/library/x").registry, "docker.io");
         assert_eq!(r("busybox").api_host(), "registry-1.docker.io");
+    }
+
+    #[test]
+    fn login_arguments_name_registries() {
+        for hub in [
+            "docker.io",
+            "index.docker.io",
+            "registry-1.docker.io",
+            "https://index.docker.io/v1/",
+        ] {
+            assert_eq!(registry_host(hub), DOCKER_HUB, "{hub}");
+        }
+        assert_eq!(registry_host("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(
+            registry_host("https://reg.example.com/v2/"),
+            "reg.example.com"
+        );
     }
 
     #[test]

@@ -4,7 +4,10 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod http;
+pub mod pki;
 pub mod registry;
+pub mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

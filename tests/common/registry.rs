@@ -24,6 +24,21 @@ pub struct Registry {
 impl Registry {
     /// Starts a registry; `auth` is an extra YAML block (e.g. htpasswd), or "".
     pub fn start(auth: &str) -> Registry {
+        Registry::start_with(auth, "")
+    }
+
+    /// Starts a registry that serves HTTPS only, with `cert` and `key` (PEM).
+    pub fn start_tls(auth: &str, cert: &Path, key: &Path) -> Registry {
+        let tls = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            cert.display(),
+            key.display()
+        );
+        Registry::start_with(auth, &tls)
+    }
+
+    /// `http_extra` goes inside the `http:` section.
+    fn start_with(auth: &str, http_extra: &str) -> Registry {
         require("docker-registry", "apt-get install -y docker-registry");
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -35,7 +50,7 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n{http_extra}{auth}",
                 dir.path().join("data").display()
             ),
         )
@@ -219,11 +234,20 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
 /// Pushes the busybox layout to `dest` with `skopeo copy --all` (optionally as a
 /// Docker manifest list with `--format v2s2`).
 pub fn skopeo_push(layout: &Path, dest: &str, docker_format: bool) {
+    let flags: &[&str] = if docker_format {
+        &["--format", "v2s2"]
+    } else {
+        &[]
+    };
+    skopeo_push_with(layout, dest, flags);
+}
+
+/// Pushes the busybox layout to `dest` with `skopeo copy --all` and extra flags
+/// (e.g. `--dest-creds`).
+pub fn skopeo_push_with(layout: &Path, dest: &str, flags: &[&str]) {
     let mut c = Command::new("skopeo");
-    c.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"]);
-    if docker_format {
-        c.args(["--format", "v2s2"]);
-    }
+    c.args(["copy", "--quiet", "--all", "--dest-tls-verify=false"])
+        .args(flags);
     c.arg(format!("oci:{}:1", layout.display()))
         .arg(format!("docker://{dest}"));
     run_ok(&mut c);
