@@ -177,6 +177,7 @@ fn one_image_holds_go_c_and_rust() {
     let index = skopeo_raw(&layout, "1");
     let again = build_all(&project, &layout);
     assert!(again.contains("Fresh mixed-c for linux/s390x"), "{again}");
+    assert!(!again.contains("Layering"), "{again}");
     assert_eq!(skopeo_raw(&layout, "1"), index);
 }
 

@@ -127,8 +127,8 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
             let l = match files_layers.get(media) {
                 Some(l) => l.clone(),
                 None => {
-                    ui::status("Layering", "files");
-                    let l = f.write(opts, media, &store)?;
+                    let (l, reused) = cache.layer(f, opts, media, &store)?;
+                    ui::status(if reused { "Fresh" } else { "Layering" }, "files");
                     files_layers.insert(media, l.clone());
                     l
                 }
@@ -138,13 +138,10 @@ pub fn run(req: &BuildRequest) -> Result<Report> {
                 created_by: "xarch: files".into(),
             });
         }
-        ui::status(
-            "Layering",
-            &format!("{} for {platform}", names(bins).join(", ")),
-        );
-        let bin_layer = plan
-            .bin_layer(bins)?
-            .write(opts, base.family.layer_gzip(), &store)?;
+        let builder = plan.bin_layer(bins)?;
+        let (bin_layer, reused) = cache.layer(&builder, opts, base.family.layer_gzip(), &store)?;
+        let what = format!("{} for {platform}", names(bins).join(", "));
+        ui::status(if reused { "Fresh" } else { "Layering" }, &what);
         layers.push(NewLayer {
             layer: bin_layer,
             created_by: format!("xarch: {} → {}", names(bins).join(", "), plan.bin_dir),

@@ -163,10 +163,13 @@ impl Plan {
             jobs: req
                 .jobs
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
-            target_dir: builders
-                .iter()
-                .find_map(|b| b.target_dir().map(Path::to_path_buf))
-                .unwrap_or_else(|| req.project_dir.join("target")),
+            // A lone Cargo project keeps cargo's target dir (a workspace's, too);
+            // anything else writes under the project's own `target/`.
+            target_dir: match builders {
+                [one] => one.target_dir().map(Path::to_path_buf),
+                _ => None,
+            }
+            .unwrap_or_else(|| req.project_dir.join("target")),
             overrides,
             edits,
             cli_env: req.env.clone(),

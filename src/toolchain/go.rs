@@ -112,8 +112,13 @@ impl GoProject {
         if !self.opts.tags.is_empty() {
             cmd.arg(format!("-tags={}", self.opts.tags.join(",")));
         }
-        // `-o dir/` names each binary after its package, like `go build`.
-        cmd.arg("-o").arg(format!("{}/", dir.display()));
+        // `-o dir/` names each binary after its package, like `go build`. Into a
+        // fresh directory first: an unchanged binary then keeps its file (and
+        // mtime), so an unchanged image is not layered again.
+        let fresh = dir.join(".xarch-new");
+        let _ = std::fs::remove_dir_all(&fresh);
+        std::fs::create_dir_all(&fresh)?;
+        cmd.arg("-o").arg(format!("{}/", fresh.display()));
         cmd.args(self.mains.iter().map(|(p, _)| p));
         cmd.env("GOOS", &t.goos).env("GOARCH", &t.goarch);
         if let Some(arm) = &t.goarm {
@@ -138,10 +143,12 @@ impl GoProject {
         self.mains
             .iter()
             .map(|(_, b)| {
-                let path = dir.join(b);
-                if !path.is_file() {
-                    bail!("go build wrote no {} for {}", path.display(), t.platform);
+                let new = fresh.join(b);
+                if !new.is_file() {
+                    bail!("go build wrote no {} for {}", new.display(), t.platform);
                 }
+                let path = dir.join(b);
+                replace_if_changed(&new, &path)?;
                 Ok(Artifact {
                     name: b.clone(),
                     path,
@@ -149,6 +156,17 @@ impl GoProject {
             })
             .collect()
     }
+}
+
+/// Moves `new` over `old` unless both hold the same bytes.
+fn replace_if_changed(new: &Path, old: &Path) -> Result<()> {
+    let same = std::fs::read(old).is_ok_and(|o| std::fs::read(new).is_ok_and(|n| n == o));
+    if same {
+        std::fs::remove_file(new)?;
+    } else {
+        std::fs::rename(new, old)?;
+    }
+    Ok(())
 }
 
 /// `go` from `$XARCH_GO` or PATH; missing → the install command.

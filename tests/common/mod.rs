@@ -3,9 +3,9 @@
 
 #![allow(dead_code)]
 
-pub mod proxy;
 pub mod http;
 pub mod pki;
+pub mod proxy;
 pub mod registry;
 pub mod token;
 
