@@ -108,7 +108,33 @@ pub fn check(path: &Path, expected: &ElfExpectation, platform: &str) -> Result<(
             expected.description
         );
     }
-    Ok(())
+    check_interp(path, expected, platform)
+}
+
+/// A dynamically linked binary must ask for its platform's loader: the glibc
+/// one from targets.toml, or musl's `ld-musl-*`. A glibc loader for another
+/// CPU means the binary came from the wrong sysroot and would never start.
+fn check_interp(path: &Path, expected: &ElfExpectation, platform: &str) -> Result<()> {
+    let Some(interp) = interpreter(path)? else {
+        return Ok(());
+    };
+    let musl = interp.contains("/ld-musl-");
+    if musl || expected.glibc_interp.is_empty() || interp == expected.glibc_interp {
+        return Ok(());
+    }
+    bail!(
+        "{} asks for the dynamic loader {interp}, but {platform}'s glibc loader is {}",
+        path.display(),
+        expected.glibc_interp
+    )
+}
+
+/// The PT_INTERP path of a dynamically linked ELF binary (None: static).
+pub fn interpreter(path: &Path) -> Result<Option<String>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let elf = goblin::elf::Elf::parse(&bytes)
+        .with_context(|| format!("{} is not a well-formed ELF file", path.display()))?;
+    Ok(elf.interpreter.map(String::from))
 }
 
 #[cfg(test)]

@@ -106,6 +106,8 @@ pub struct ElfExpectation {
     /// For 32-bit ARM: Some(true) = hard-float ABI, Some(false) = soft-float.
     pub arm_hard_float: Option<bool>,
     pub description: String,
+    /// The glibc loader a dynamically linked binary must ask for (empty: any).
+    pub glibc_interp: String,
 }
 
 impl Target {
@@ -116,7 +118,10 @@ impl Target {
     /// The ELF header fields a binary for this target must carry, derived from the
     /// Rust triple through target-lexicon.
     pub fn elf(&self) -> ElfExpectation {
-        elf_for(&self.triple())
+        ElfExpectation {
+            glibc_interp: self.interp.clone(),
+            ..elf_for(&self.triple())
+        }
     }
 
     /// Rust's std for this triple is musl (static by default).
@@ -192,6 +197,7 @@ pub fn elf_for(triple: &Triple) -> ElfExpectation {
         little_endian,
         arm_hard_float,
         description: describe(machine, class64, little_endian, arm_hard_float),
+        glibc_interp: String::new(),
     }
 }
 

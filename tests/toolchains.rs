@@ -4,6 +4,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use common::*;
 
@@ -364,4 +365,159 @@ fn toolchain_list_covers_every_platform_and_language() {
     let table = stdout(&run_ok(xarch().args(["toolchain", "list"])));
     assert!(table.starts_with("PLATFORM"), "{table}");
     assert_eq!(table.lines().count(), 1 + PLATFORMS.len(), "{table}");
+}
+
+/// A scratch project from (file, contents) pairs.
+fn project(files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    for (name, text) in files {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    (tmp, dir)
+}
+
+#[test]
+fn cgo_builds_with_zig_for_each_platform() {
+    require_toolchains("go,c");
+    let (tmp, dir) = project(&[
+        ("go.mod", "module example.com/cgohello\n\ngo 1.21\n"),
+        (
+            "main.go",
+            "package main\n\n/*\nstatic int twice(int x) { return 2 * x; }\n*/\nimport \"C\"\n\n\
+             import (\n\t\"fmt\"\n\t\"runtime\"\n)\n\nfunc main() {\n\
+             \tfmt.Printf(\"cgo: GOARCH=%s twice=%d\\n\", runtime.GOARCH, int(C.twice(21)))\n}\n",
+        ),
+        ("xarch.toml", "cgo = true\n"),
+    ]);
+    let layout = tmp.path().join("oci");
+    run_ok(
+        xarch()
+            .arg("build")
+            .arg(&dir)
+            .args([
+                "--platform",
+                "linux/arm64,linux/s390x",
+                "-t",
+                "cgo:1",
+                "--oci-layout",
+            ])
+            .arg(&layout),
+    );
+    for (platform, qemu, goarch) in [
+        ("linux/arm64", "aarch64", "arm64"),
+        ("linux/s390x", "s390x", "s390x"),
+    ] {
+        let (bundle, _) = unpack_platform(&layout, "1", platform, tmp.path());
+        let out = run_in_rootfs(
+            &bundle.join("rootfs"),
+            "/usr/local/bin/cgohello",
+            &[],
+            &[],
+            qemu,
+        );
+        assert_eq!(
+            stdout(&out).trim(),
+            format!("cgo: GOARCH={goarch} twice=42")
+        );
+    }
+}
+
+#[test]
+fn glibc_binaries_ask_for_their_platforms_loader() {
+    require_toolchains("c");
+    let (_tmp, dir) = project(&[
+        (
+            "xarch.toml",
+            "sources = [\"main.c\"]\noutput = \"app\"\nlibc = \"gnu.2.28\"\n",
+        ),
+        (
+            "main.c",
+            "#include <stdio.h>\nint main(void) { puts(\"hi\"); return 0; }\n",
+        ),
+    ]);
+    let out = run_ok(
+        xarch()
+            .arg("build")
+            .arg(&dir)
+            .args(["--platform", "linux/arm64,linux/ppc64le"]),
+    );
+    assert!(
+        stderr(&out).contains("aarch64-linux-gnu.2.28"),
+        "{}",
+        stderr(&out)
+    );
+    // A loader for another CPU (a wrong sysroot) is refused by name.
+    std::fs::write(
+        dir.join("xarch.toml"),
+        "sources = [\"main.c\"]\noutput = \"app\"\nlibc = \"gnu\"\n\
+         ldflags = [\"-Wl,--dynamic-linker=/lib64/ld-linux-x86-64.so.2\"]\n",
+    )
+    .unwrap();
+    let out = xarch()
+        .arg("build")
+        .arg(&dir)
+        .args(["--platform", "linux/arm64"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("asks for the dynamic loader /lib64/ld-linux-x86-64.so.2")
+            && err.contains("linux/arm64's glibc loader is /lib/ld-linux-aarch64.so.1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rust_with_glibc_links_through_zig_and_runs_on_debian_glibc() {
+    require_toolchains("rust,c");
+    let (tmp, project) = copy_example("hello-rust");
+    let manifest = project.join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "[package.metadata.xarch]\n",
+        "[package.metadata.xarch]\nlibc = \"gnu.2.28\"\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let target = tmp.path().join("target");
+    run_ok(
+        xarch()
+            .arg("build")
+            .arg(&project)
+            .args(["--platform", "linux/arm64"])
+            .env("CARGO_TARGET_DIR", &target),
+    );
+    let bin = target.join("aarch64-unknown-linux-gnu/release/hello-rust");
+    // Debian's own glibc for arm64 as the sysroot: the binary must start on it.
+    let debs = std::env::var("XARCH_TEST_DEBS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/xarch-test-debs")
+        });
+    let deb = std::fs::read_dir(&debs)
+        .ok()
+        .and_then(|d| {
+            d.flatten().map(|e| e.path()).find(|p| {
+                p.to_string_lossy().contains("libc6_")
+                    && p.to_string_lossy().ends_with("_arm64.deb")
+            })
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no libc6 arm64 .deb in {}: run scripts/setup",
+                debs.display()
+            )
+        });
+    let sysroot = tmp.path().join("glibc");
+    run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&sysroot));
+    require("qemu-aarch64-static", "apt-get install -y qemu-user-static");
+    let out = run_ok(
+        Command::new("qemu-aarch64-static")
+            .arg("-L")
+            .arg(&sysroot)
+            .arg(&bin),
+    );
+    assert!(stdout(&out).contains("arch=aarch64"), "{}", stdout(&out));
 }

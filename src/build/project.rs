@@ -12,7 +12,7 @@ use crate::platform::Platform;
 use crate::toolchain::c::{CBuild, CProject};
 use crate::toolchain::cc::{self, Libc};
 use crate::toolchain::go::{GoOptions, GoProject};
-use crate::toolchain::rust::{RustOptions, RustProject, TargetSettings};
+use crate::toolchain::rust::{self, RustOptions, RustProject, TargetSettings};
 use crate::toolchain::{self, Artifact, Job};
 
 use super::BuildRequest;
@@ -46,7 +46,7 @@ impl Builder {
                 if !manifest.is_file() {
                     bail!("no Cargo.toml in {} for a Rust build", dir.display());
                 }
-                let opts = rust_options(req, cfg, comp);
+                let opts = rust_options(req, cfg, comp)?;
                 let project = RustProject::open(&manifest, &opts)?;
                 Builder::Rust {
                     project: Box::new(project),
@@ -133,8 +133,12 @@ impl Builder {
     /// for `jobs`, so a missing one fails before anything compiles.
     pub fn preflight(&self, jobs: &[Job], install: bool, tools: &Path) -> Result<()> {
         match self {
-            Builder::Rust { project, .. } => {
-                project.routes(jobs.iter().map(|j| j.target), install, tools)?;
+            Builder::Rust { project, opts } => {
+                let opts = RustOptions {
+                    install,
+                    ..opts.clone()
+                };
+                project.routes(jobs.iter().map(|j| j.target), &opts, tools)?;
             }
             Builder::Go(g) if g.opts.cgo => {
                 for j in jobs {
@@ -176,9 +180,10 @@ impl Builder {
                 return jobs
                     .iter()
                     .map(|j| {
-                        let a = by_triple.remove(&j.target.rust).with_context(|| {
-                            format!("cargo produced no binaries for {}", j.target.rust)
-                        })?;
+                        let triple = rust::triple(j.target, &opts.libc);
+                        let a = by_triple
+                            .remove(triple)
+                            .with_context(|| format!("cargo produced no binaries for {triple}"))?;
                         Ok((j.target.platform.clone(), a))
                     })
                     .collect();
@@ -235,10 +240,7 @@ fn c_project(dir: &Path, comp: &Component) -> Result<CProject> {
         (Some(_), Some(_)) => bail!("a C build has either `sources` or `command`, not both"),
         (None, None) => bail!("a C build needs `sources` or a build `command`"),
     };
-    let libc = match &comp.libc {
-        Some(l) => Libc::parse(l).map_err(anyhow::Error::msg)?,
-        None => Libc::Musl,
-    };
+    let libc = libc(comp)?;
     Ok(CProject {
         dir: dir.to_path_buf(),
         name,
@@ -256,7 +258,7 @@ fn dir_name(dir: &Path) -> String {
         .unwrap_or_else(|| "app".into())
 }
 
-fn rust_options(req: &BuildRequest, cfg: &ImageConfig, comp: &Component) -> RustOptions {
+fn rust_options(req: &BuildRequest, cfg: &ImageConfig, comp: &Component) -> Result<RustOptions> {
     let pick = |cli: &[String], conf: &Option<Vec<String>>| {
         if cli.is_empty() {
             conf.clone().unwrap_or_default()
@@ -264,7 +266,8 @@ fn rust_options(req: &BuildRequest, cfg: &ImageConfig, comp: &Component) -> Rust
             cli.to_vec()
         }
     };
-    RustOptions {
+    Ok(RustOptions {
+        libc: libc(comp)?,
         package: req.package.clone().or_else(|| comp.package.clone()),
         bins: pick(&req.bins, &comp.bins),
         features: pick(&req.features, &comp.features),
@@ -278,6 +281,13 @@ fn rust_options(req: &BuildRequest, cfg: &ImageConfig, comp: &Component) -> Rust
         rustflags: cfg.rustflags.clone().unwrap_or_default(),
         install: req.install,
         jobs: req.jobs,
+    })
+}
+
+fn libc(comp: &Component) -> Result<Libc> {
+    match &comp.libc {
+        Some(l) => Libc::parse(l).map_err(anyhow::Error::msg),
+        None => Ok(Libc::Musl),
     }
 }
 

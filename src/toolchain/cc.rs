@@ -159,8 +159,10 @@ fn hash_key(scripts: &[(&str, Vec<String>)]) -> String {
 }
 
 /// Drops the `--target=<rust triple>` the `cc` crate adds for clang-like
-/// compilers: zig already has its own `-target`, and rejects Rust's triples.
-const FILTER: &str = "for a in \"$@\"; do shift; case \"$a\" in --target=*) ;; *) set -- \"$@\" \"$a\";; esac; done\n";
+/// compilers (zig has its own `-target` and rejects Rust's triples), and swaps
+/// rustc's `-lgcc_s` for zig's libunwind (zig ships no libgcc_s), as
+/// cargo-zigbuild does.
+const FILTER: &str = "for a in \"$@\"; do shift; case \"$a\" in --target=*) ;; -lgcc_s) set -- \"$@\" -lunwind;; *) set -- \"$@\" \"$a\";; esac; done\n";
 
 /// `#!/bin/sh` + `exec ARGV "$@"`, written atomically and only when it changed,
 /// so concurrent builds never see half a script.

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context, Result, bail};
 use cargo_metadata::{Message, Metadata, MetadataCommand, Package, TargetKind};
 
+use super::cc::{CcSet, Libc};
 use crate::targets::Target;
 use crate::ui;
 
@@ -32,6 +33,17 @@ pub struct RustOptions {
     /// Install missing rustup targets (false: `--no-install`).
     pub install: bool,
     pub jobs: Option<usize>,
+    /// musl (static, default) or glibc (the `rust_gnu` triple, linked by zig
+    /// against the given glibc version).
+    pub libc: Libc,
+}
+
+/// The Rust triple a platform builds with: `rust` for musl, `rust_gnu` for glibc.
+pub fn triple<'a>(t: &'a Target, libc: &Libc) -> &'a str {
+    match libc {
+        Libc::Musl => &t.rust,
+        Libc::Glibc(_) => &t.rust_gnu,
+    }
 }
 
 /// Extra settings for one target (from `[platform."…"]`).
@@ -133,25 +145,29 @@ impl RustProject {
         opts: &RustOptions,
         tools: &Path,
     ) -> Result<BTreeMap<String, Vec<Artifact>>> {
-        let routes = self.routes(targets.iter().map(|t| t.0), opts.install, tools)?;
+        let routes = self.routes(targets.iter().map(|t| t.0), opts, tools)?;
         let needs_c = self.compiles_c();
+        let libc = &opts.libc;
         // One cargo invocation per (features, route).
         type Group<'t> = Vec<&'t (&'t Target, TargetSettings)>;
         let mut groups: BTreeMap<(Vec<String>, Route), Group> = BTreeMap::new();
         for t in targets {
             let mut f = opts.features.clone();
             f.extend(t.1.features.iter().cloned());
-            groups.entry((f, routes[&t.0.rust])).or_default().push(t);
+            let route = routes[triple(t.0, libc)];
+            groups.entry((f, route)).or_default().push(t);
         }
         let mut out = BTreeMap::new();
         for ((features, route), group) in groups {
             let mut cmd = self.cargo_build(&group, &features, opts, route)?;
+            // zig links wherever rust-lld cannot: std from source, glibc.
+            let zig_links = route == Route::BuildStd || *libc != Libc::Musl;
             for (t, _) in &group {
-                if route == Route::BuildStd || needs_c {
-                    zig_env(&mut cmd, t, route, tools)?;
+                if zig_links || needs_c {
+                    zig_env(&mut cmd, t, libc, zig_links, tools)?;
                 }
             }
-            let triples: Vec<&str> = group.iter().map(|t| t.0.rust.as_str()).collect();
+            let triples: Vec<&str> = group.iter().map(|t| triple(t.0, libc)).collect();
             out.extend(run_cargo(cmd, &triples)?);
         }
         Ok(out)
@@ -162,27 +178,31 @@ impl RustProject {
     pub fn routes<'a>(
         &self,
         targets: impl Iterator<Item = &'a Target>,
-        install: bool,
+        opts: &RustOptions,
         tools: &Path,
     ) -> Result<BTreeMap<String, Route>> {
         let mut out = BTreeMap::new();
         for t in targets {
-            let route = ensure_target(&t.rust, install, self.dir(), tools)?;
-            if route == Route::BuildStd || self.compiles_c() {
+            let triple = triple(t, &opts.libc);
+            let route = ensure_target(triple, opts.install, self.dir(), tools)?;
+            let why = if route == Route::BuildStd {
+                Some("std built from source")
+            } else if opts.libc != Libc::Musl {
+                Some("glibc")
+            } else if self.compiles_c() {
+                Some("a dependency compiles C")
+            } else {
+                None
+            };
+            if let Some(why) = why {
                 super::cc::find("zig", t)?.1.map_err(|m| {
                     anyhow::anyhow!(
-                        "{}: Rust for {} {} needs zig as its C compiler/linker: {m}",
+                        "{}: Rust for {triple} ({why}) needs zig as its C compiler and linker: {m}",
                         t.platform,
-                        t.rust,
-                        if route == Route::BuildStd {
-                            "(std built from source)"
-                        } else {
-                            "(a dependency compiles C)"
-                        }
                     )
                 })?;
             }
-            out.insert(t.rust.clone(), route);
+            out.insert(triple.to_string(), route);
         }
         Ok(out)
     }
@@ -252,7 +272,8 @@ impl RustProject {
             );
         }
         for (target, settings) in group {
-            cmd.args(["--target", &target.rust]);
+            let triple = triple(target, &opts.libc);
+            cmd.args(["--target", triple]);
             // Per-target rustflags win over build.rustflags in cargo, so the remap
             // flags go into every target's list (a user's own list is merged).
             let mut flags = remap.clone();
@@ -262,16 +283,16 @@ impl RustProject {
             }
             flags.extend(opts.rustflags.iter().cloned());
             flags.extend(settings.rustflags.iter().cloned());
-            let key = format!("target.{}.rustflags", target.rust);
+            let key = format!("target.{triple}.rustflags");
             cmd.args(["--config", &config_array(&key, &flags)]);
-            if target.is_musl() && route == Route::Prebuilt {
-                let var = format!("CARGO_TARGET_{}_LINKER", env_name(&target.rust));
+            if triple.contains("-musl") && route == Route::Prebuilt {
+                let var = format!("CARGO_TARGET_{}_LINKER", env_name(triple));
                 if std::env::var_os(&var).is_none() {
                     cmd.env(var, "rust-lld");
                 }
             }
         }
-        let triples: Vec<&str> = group.iter().map(|t| t.0.rust.as_str()).collect();
+        let triples: Vec<&str> = group.iter().map(|t| triple(t.0, &opts.libc)).collect();
         let how = match route {
             Route::Prebuilt => "",
             Route::BuildStd => " (std from source, linked by zig)",
@@ -380,11 +401,12 @@ fn run_cargo(mut cmd: Command, triples: &[&str]) -> Result<BTreeMap<String, Vec<
     Ok(out)
 }
 
-/// zig as the C compiler (`CC_<triple>` …) for crates that compile C and, for
-/// std built from source, as the linker.
-fn zig_env(cmd: &mut Command, t: &Target, route: Route, tools: &Path) -> Result<()> {
-    let cc = super::cc::CcSet::prepare("zig", t, &super::cc::Libc::Musl, tools)?;
-    let suffix = t.rust.replace('-', "_");
+/// zig as the C compiler (`CC_<triple>` …) for crates that compile C and, when
+/// `link` (std from source, glibc), as the linker.
+fn zig_env(cmd: &mut Command, t: &Target, libc: &Libc, link: bool, tools: &Path) -> Result<()> {
+    let cc = CcSet::prepare("zig", t, libc, tools)?;
+    let triple = triple(t, libc);
+    let suffix = triple.replace('-', "_");
     for (k, v) in [
         ("CC", &cc.cc),
         ("CXX", &cc.cxx),
@@ -396,8 +418,8 @@ fn zig_env(cmd: &mut Command, t: &Target, route: Route, tools: &Path) -> Result<
             cmd.env(var, v);
         }
     }
-    if route == Route::BuildStd {
-        let var = format!("CARGO_TARGET_{}_LINKER", env_name(&t.rust));
+    if link {
+        let var = format!("CARGO_TARGET_{}_LINKER", env_name(triple));
         if std::env::var_os(&var).is_none() {
             cmd.env(var, &cc.cc);
         }
