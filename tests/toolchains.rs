@@ -521,3 +521,61 @@ fn rust_with_glibc_links_through_zig_and_runs_on_debian_glibc() {
     );
     assert!(stdout(&out).contains("arch=aarch64"), "{}", stdout(&out));
 }
+
+#[test]
+fn one_configuration_builds_several_images() {
+    require_toolchains("go,c");
+    let (tmp, project) = copy_example("services");
+    let layout = tmp.path().join("oci");
+    let build = |extra: &[&str]| {
+        xarch()
+            .arg("build")
+            .arg(&project)
+            .args(["--platform", "linux/amd64,linux/arm64", "--oci-layout"])
+            .arg(&layout)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = build(&[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // One layout per image, each with the inherited tag and its own binary.
+    for (image, exe, want) in [
+        ("api", "/usr/local/bin/api", "api on arm64, port 8080"),
+        ("worker", "/usr/local/bin/worker", "worker: 64-bit"),
+    ] {
+        let dir = layout.join(image);
+        assert_eq!(
+            skopeo_raw(&dir, "1.0")["manifests"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
+        let work = tmp.path().join(format!("unpack-{image}"));
+        std::fs::create_dir_all(&work).unwrap();
+        let (bundle, config) = unpack_platform(&dir, "1.0", "linux/arm64", &work);
+        let env: Vec<String> = config["process"]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        let run = run_in_rootfs(&bundle.join("rootfs"), exe, &[], &env, "aarch64");
+        assert_eq!(stdout(&run).trim(), want);
+    }
+    // -t is ambiguous with two images; --image picks; an unknown one is listed.
+    let out = build(&["-t", "x:1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("choose one with --image"),
+        "{}",
+        stderr(&out)
+    );
+    let out = build(&["--image", "nope"]);
+    assert!(stderr(&out).contains("no image `nope`") && stderr(&out).contains("api, worker"));
+    let out = build(&["--image", "api", "-t", "api:2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("worker"), "{}", stderr(&out));
+    skopeo_raw(&layout.join("api"), "2");
+}

@@ -61,9 +61,65 @@ pub struct PlatformImage {
     pub base: String,
 }
 
-/// Builds the project described by `req` into an OCI layout and/or a registry.
-pub fn run(req: &BuildRequest) -> Result<Report> {
-    let (plan, builders) = plan::load(req)?;
+/// Builds every image the project's configuration defines (or those chosen
+/// with `--image`), each into the OCI layout and/or a registry.
+pub fn run(req: &BuildRequest) -> Result<Vec<Report>> {
+    let loaded = crate::config::load(&req.project_dir)?;
+    let images = select_images(req, loaded.image.image_list())?;
+    if images.len() > 1 && !req.tags.is_empty() {
+        let names: Vec<&str> = images.iter().filter_map(|(n, _)| n.as_deref()).collect();
+        anyhow::bail!(
+            "-t names one image, but this configuration builds {} ({}): choose one with --image, \
+             or set `name`/`tags` under [images.NAME]",
+            images.len(),
+            names.join(", ")
+        );
+    }
+    images
+        .iter()
+        .map(|(name, cfg)| {
+            if let Some(n) = name {
+                ui::status("Building", &format!("image `{n}`"));
+            }
+            run_image(req, cfg, name.as_deref())
+        })
+        .collect()
+}
+
+/// `--image` picks from `[images.NAME]`; an unknown name lists the known ones.
+fn select_images(
+    req: &BuildRequest,
+    all: Vec<(Option<String>, crate::config::ImageConfig)>,
+) -> Result<Vec<(Option<String>, crate::config::ImageConfig)>> {
+    if req.images.is_empty() {
+        return Ok(all);
+    }
+    let known: Vec<String> = all.iter().filter_map(|(n, _)| n.clone()).collect();
+    for want in &req.images {
+        if !known.contains(want) {
+            anyhow::bail!(
+                "no image `{want}` in the configuration; images: {}",
+                if known.is_empty() {
+                    "none (no [images.NAME] tables)".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+    }
+    Ok(all
+        .into_iter()
+        .filter(|(n, _)| n.as_ref().is_some_and(|n| req.images.contains(n)))
+        .collect())
+}
+
+/// Builds one image.
+fn run_image(
+    req: &BuildRequest,
+    cfg: &crate::config::ImageConfig,
+    key: Option<&str>,
+) -> Result<Report> {
+    let (plan, builders) = plan::load(req, cfg, key)?;
     let rt = runtime()?;
     let cache = Cache::open_default()?;
     let client = Client::new(req.registry.clone())?;
@@ -365,7 +421,7 @@ fn compile(plan: &Plan, builders: &[Builder], cache: &Cache) -> Result<Artifacts
     }
     let mut all: Artifacts = BTreeMap::new();
     for (i, b) in builders.iter().enumerate() {
-        let out = project::out_dir(&plan.target_dir, i, b);
+        let out = project::out_dir(&plan.target_dir, plan.image_key.as_deref(), i, b);
         for (platform, bins) in b.build(&jobs, &out, &tools, plan.jobs)? {
             let have = all.entry(platform.clone()).or_default();
             for a in bins {

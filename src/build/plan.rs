@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 
 use crate::base::BaseSpec;
-use crate::config::{self, FileEntry, ImageConfig, PlatformOverride};
+use crate::config::{FileEntry, ImageConfig, PlatformOverride};
 use crate::oci::LayerBuilder;
 use crate::oci::image::ConfigEdits;
 use crate::platform::Platform;
@@ -47,6 +47,9 @@ pub struct BuildRequest {
     pub registry: crate::registry::Options,
     /// Never touch the network for bases: use the cache only.
     pub offline: bool,
+    /// `--image`: which of the configuration's `[images.NAME]` to build (all
+    /// when empty).
+    pub images: Vec<String>,
 }
 
 pub struct Plan {
@@ -72,6 +75,8 @@ pub struct Plan {
     pub bin_dir: String,
     pub project_dir: PathBuf,
     pub oci_layout: Option<PathBuf>,
+    /// The `[images.NAME]` this plan builds, if the configuration has several.
+    pub image_key: Option<String>,
 }
 
 impl BuildRequest {
@@ -81,10 +86,13 @@ impl BuildRequest {
     }
 }
 
-/// Loads the configuration, opens every build and resolves the plan.
-pub fn load(req: &BuildRequest) -> Result<(Plan, Vec<Builder>)> {
-    let loaded = config::load(&req.project_dir)?;
-    let cfg = &loaded.image;
+/// Opens every build of one image's configuration and resolves the plan.
+/// `key` names an `[images.NAME]` image: it gets its own layout, `DIR/NAME`.
+pub fn load(
+    req: &BuildRequest,
+    cfg: &ImageConfig,
+    key: Option<&str>,
+) -> Result<(Plan, Vec<Builder>)> {
     let mut builders = cfg
         .components()
         .iter()
@@ -93,7 +101,8 @@ pub fn load(req: &BuildRequest) -> Result<(Plan, Vec<Builder>)> {
     if builders.is_empty() {
         bail!("`build = []` leaves nothing to build: list at least one [[build]]");
     }
-    let plan = Plan::resolve(req, cfg, &builders)?;
+    let mut plan = Plan::resolve(req, cfg, &builders)?;
+    plan.image_key = key.map(String::from);
     for b in &mut builders {
         b.expand(&plan.vars)?;
     }
@@ -178,6 +187,7 @@ impl Plan {
             bin_dir,
             project_dir: req.project_dir.clone(),
             oci_layout: req.oci_layout.clone(),
+            image_key: None,
         })
     }
 
@@ -219,10 +229,18 @@ impl Plan {
         e
     }
 
+    /// The layout to write: `--oci-layout` or `<target>/xarch/oci`, plus
+    /// `/NAME` for each of several `[images.NAME]` (one layout per image, so
+    /// their tags never collide).
     pub fn layout_dir(&self) -> PathBuf {
-        self.oci_layout
+        let dir = self
+            .oci_layout
             .clone()
-            .unwrap_or_else(|| self.target_dir.join("xarch").join("oci"))
+            .unwrap_or_else(|| self.target_dir.join("xarch").join("oci"));
+        match &self.image_key {
+            Some(k) => dir.join(k),
+            None => dir,
+        }
     }
 
     /// The layer holding the binaries, at `bin_dir/<name>`, mode 0755.

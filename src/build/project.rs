@@ -291,12 +291,15 @@ fn libc(comp: &Component) -> Result<Libc> {
     }
 }
 
-/// Where Go and C outputs go: `<target>/xarch/build/<n>-<lang>`.
-pub fn out_dir(target_dir: &Path, index: usize, b: &Builder) -> PathBuf {
+/// Where Go and C outputs go: `<target>/xarch/build/[<image>/]<n>-<lang>`.
+pub fn out_dir(target_dir: &Path, image: Option<&str>, index: usize, b: &Builder) -> PathBuf {
     // Absolute: compilers run in the project's directory.
-    std::path::absolute(target_dir)
+    let root = std::path::absolute(target_dir)
         .unwrap_or_else(|_| target_dir.to_path_buf())
         .join("xarch")
-        .join("build")
+        .join("build");
+    image
+        .map(|k| root.join(k))
+        .unwrap_or(root)
         .join(format!("{index}-{}", b.lang().to_ascii_lowercase()))
 }

@@ -113,6 +113,9 @@ struct BuildArgs {
     /// Image name and tag, name[:tag] (repeatable)
     #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
     tag: Vec<String>,
+    /// Build only these of the configuration's [images.NAME] (repeatable; default all)
+    #[arg(long, value_name = "NAME", value_delimiter = ',')]
+    image: Vec<String>,
     /// Write into this OCI image layout directory (created if missing)
     #[arg(long, value_name = "DIR")]
     oci_layout: Option<PathBuf>,
@@ -332,9 +335,10 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         push: args.push,
         registry,
         offline: args.offline,
+        images: args.image,
     };
-    let report = build::run(&req)?;
-    output::build_report(&report, args.json)
+    let reports = build::run(&req)?;
+    output::build_reports(&reports, args.json)
 }
 
 /// The project directory: the given one, the manifest's parent, or the nearest

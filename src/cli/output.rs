@@ -8,6 +8,19 @@ use crate::build::Report;
 use crate::targets;
 use crate::ui;
 
+/// One report as before; several (from `[images.NAME]`) one after another, or
+/// as a JSON array.
+pub fn build_reports(reports: &[Report], json: bool) -> Result<()> {
+    match reports {
+        [one] => build_report(one, json),
+        many if json => {
+            println!("{}", serde_json::to_string_pretty(many)?);
+            Ok(())
+        }
+        many => many.iter().try_for_each(|r| build_report(r, false)),
+    }
+}
+
 pub fn build_report(r: &Report, json: bool) -> Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(r)?);

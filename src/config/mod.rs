@@ -62,8 +62,13 @@ pub struct ImageConfig {
     pub artifacts: Option<Vec<String>>,
     pub toolchain: Option<String>,
     pub libc: Option<String>,
+    /// Directory of the top-level build, relative to the project (default `.`).
+    pub dir: Option<String>,
     /// Several builds into one image (mixed languages).
     pub build: Option<Vec<Component>>,
+    /// Several images from one configuration (`[images.NAME]`), built together.
+    /// Each inherits the top-level image settings it does not set.
+    pub images: Option<BTreeMap<String, ImageConfig>>,
     /// Per-platform overrides, keyed by platform (`[platform."linux/arm64"]`).
     pub platform: Option<BTreeMap<Spanned<String>, PlatformOverride>>,
 }
@@ -100,7 +105,56 @@ pub struct Component {
     pub features: Option<Vec<String>>,
 }
 
+/// Fills each unset field of `$child` from `$parent`.
+macro_rules! inherit {
+    ($child:ident, $parent:ident, $($f:ident),*) => {
+        $( if $child.$f.is_none() { $child.$f = $parent.$f.clone(); } )*
+    };
+}
+
 impl ImageConfig {
+    /// The images this configuration defines, by name: `[images.NAME]` with
+    /// the top-level settings inherited, or the top level itself (name None).
+    pub fn image_list(&self) -> Vec<(Option<String>, ImageConfig)> {
+        let Some(images) = &self.images else {
+            return vec![(None, self.clone())];
+        };
+        images
+            .iter()
+            .map(|(name, own)| {
+                let mut c = own.clone();
+                let top = self;
+                inherit!(
+                    c,
+                    top,
+                    tags,
+                    platforms,
+                    base,
+                    env,
+                    workdir,
+                    user,
+                    labels,
+                    annotations,
+                    ports,
+                    files,
+                    bin_dir,
+                    profile,
+                    rustflags,
+                    version,
+                    platform,
+                    libc,
+                    toolchain,
+                    all_features,
+                    no_default_features
+                );
+                if c.name.is_none() {
+                    c.name = Some(name.clone());
+                }
+                (Some(name.clone()), c)
+            })
+            .collect()
+    }
+
     /// The builds of this image: `[[build]]`, else one from the top-level keys.
     pub fn components(&self) -> Vec<Component> {
         if let Some(b) = &self.build {
@@ -108,7 +162,7 @@ impl ImageConfig {
         }
         vec![Component {
             lang: self.lang,
-            dir: None,
+            dir: self.dir.clone(),
             packages: self.packages.clone(),
             ldflags: self.ldflags.clone(),
             cgo: self.cgo,
@@ -350,6 +404,13 @@ fn validate(c: &ImageConfig, file: &Path, source: &str) -> Result<(), ConfigErro
             &msg,
         ));
     }
+    for (name, img) in c.images.iter().flatten() {
+        if img.images.is_some() {
+            let msg = format!("images.{name}: an image cannot define `images` of its own");
+            return Err(ConfigError::at(file, source, find("images"), &msg));
+        }
+        validate(img, file, source)?;
+    }
     Ok(())
 }
 
@@ -407,6 +468,40 @@ features = ["neon"]
             over.values().next().unwrap().features.as_ref().unwrap()[0],
             "neon"
         );
+    }
+
+    #[test]
+    fn builds_and_images_are_checked_like_the_top_level() {
+        let e = load_str(
+            "xarch.toml",
+            "[[build]]\nlang = \"go\"\n\n[[build]]\nsoruces = [\"a.c\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+        assert!(e.to_string().contains("soruces"), "{e}");
+        let e = load_str("xarch.toml", "[[build]]\nlang = \"cobol\"\n").unwrap_err();
+        assert_eq!((e.line, e.col), (2, 8), "{e}");
+        let e = load_str(
+            "xarch.toml",
+            "platforms = [\"amd64\"]\n[images.api]\nplatforms = [\"linux/vax\"]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let c = load_str(
+            "xarch.toml",
+            "tags = [\"1\"]\nbase = \"scratch\"\n[images.api]\ndir = \"api\"\n[images.web]\nbase = \"static\"\n",
+        )
+        .unwrap()
+        .image;
+        let list = c.image_list();
+        assert_eq!(list.len(), 2);
+        let (name, api) = &list[0];
+        assert_eq!(name.as_deref(), Some("api"));
+        assert_eq!(api.name.as_deref(), Some("api"));
+        assert_eq!(api.base.as_deref(), Some("scratch"));
+        assert_eq!(api.tags, Some(vec!["1".to_string()]));
+        assert_eq!(api.components()[0].dir.as_deref(), Some("api"));
+        assert_eq!(list[1].1.base.as_deref(), Some("static"));
     }
 
     #[test]
