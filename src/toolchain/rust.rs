@@ -545,9 +545,17 @@ fn rustup_reason(stderr: &str) -> String {
             l.starts_with("error:") || l.contains("status code") || l.contains("unavailable")
         })
         .collect();
-    match lines.as_slice() {
-        [] => "rustup target add failed".to_string(),
+    let text = match lines.as_slice() {
+        [] => return "rustup target add failed".to_string(),
         l => l.join("; ").replace("error: ", ""),
+    };
+    // The common answers, without rustup's download URLs and temp paths.
+    if text.contains("status code: 404") {
+        "its server has none: HTTP 404".to_string()
+    } else if text.contains("no prebuilt artifacts") {
+        "no prebuilt artifacts: a tier-3 target".to_string()
+    } else {
+        text
     }
 }
 
@@ -604,6 +612,15 @@ mod tests {
             env_name("armv7-unknown-linux-musleabihf"),
             "ARMV7_UNKNOWN_LINUX_MUSLEABIHF"
         );
+    }
+
+    #[test]
+    fn rustup_reasons_are_short() {
+        let e404 = "error: component download failed for rust-std-armv7-unknown-linux-musleabihf: could not download file from 'https://static.rust-lang.org/x.tar.xz' to '/root/.rustup/downloads/y.partial': http request returned an unsuccessful status code: 404\nStack backtrace:\n 0: x";
+        assert_eq!(rustup_reason(e404), "its server has none: HTTP 404");
+        let tier3 = "error: toolchain 'stable' has no prebuilt artifacts available for target 's390x-unknown-linux-musl'";
+        assert_eq!(rustup_reason(tier3), "no prebuilt artifacts: a tier-3 target");
+        assert_eq!(rustup_reason("error: disk full"), "disk full");
     }
 
     #[test]
