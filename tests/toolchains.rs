@@ -362,6 +362,21 @@ fn toolchain_list_covers_every_platform_and_language() {
             assert!(ready == fixes.is_empty(), "{row}");
         }
     }
+    // install is idempotent: with everything in place it changes nothing and
+    // reports every check passed.
+    let done = run_ok(xarch().args([
+        "toolchain",
+        "install",
+        "--platform",
+        "arm64,s390x",
+        "--lang",
+        "rust,c",
+    ]));
+    assert!(
+        stdout(&done).contains("all 4 checks passed"),
+        "{}",
+        stdout(&done)
+    );
     let table = stdout(&run_ok(xarch().args(["toolchain", "list"])));
     assert!(table.starts_with("PLATFORM"), "{table}");
     assert_eq!(table.lines().count(), 1 + PLATFORMS.len(), "{table}");

@@ -619,7 +619,10 @@ mod tests {
         let e404 = "error: component download failed for rust-std-armv7-unknown-linux-musleabihf: could not download file from 'https://static.rust-lang.org/x.tar.xz' to '/root/.rustup/downloads/y.partial': http request returned an unsuccessful status code: 404\nStack backtrace:\n 0: x";
         assert_eq!(rustup_reason(e404), "its server has none: HTTP 404");
         let tier3 = "error: toolchain 'stable' has no prebuilt artifacts available for target 's390x-unknown-linux-musl'";
-        assert_eq!(rustup_reason(tier3), "no prebuilt artifacts: a tier-3 target");
+        assert_eq!(
+            rustup_reason(tier3),
+            "no prebuilt artifacts: a tier-3 target"
+        );
         assert_eq!(rustup_reason("error: disk full"), "disk full");
     }
 
