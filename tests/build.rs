@@ -526,3 +526,85 @@ fn command_line_settings_override_the_configuration() {
     assert_eq!(c["config"]["Labels"]["team"], "core");
     assert_eq!(c["config"]["User"], "1000:1000");
 }
+
+#[test]
+fn tag_templates_come_from_the_version_and_git() {
+    let (tmp, project) = copy_example("hello-rust");
+    let git = |args: &[&str]| {
+        run_ok(
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(&project)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+                .args(args),
+        )
+    };
+    git(&["init", "-q", "-b", "feature/arm"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "init"]);
+    let sha = stdout(&git(&["rev-parse", "HEAD"])).trim().to_string();
+    let version = cargo_version(&project);
+    let layout = tmp.path().join("out");
+    let out = run_ok(
+        xarch()
+            .arg("build")
+            .arg(&project)
+            .args(["--platform", "linux/amd64", "--json", "-q"])
+            .args(["-t", "app:{{version}}", "-t", "app:{{major}}.{{minor}}"])
+            .args([
+                "-t",
+                "app:sha-{{git.short_sha}}",
+                "-t",
+                "app:{{git.branch}}",
+            ])
+            .arg("--oci-layout")
+            .arg(&layout)
+            .env("CARGO_TARGET_DIR", shared_target()),
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut parts = version.split('.');
+    let minor = format!("{}.{}", parts.next().unwrap(), parts.next().unwrap());
+    let want = vec![
+        format!("app:{version}"),
+        format!("app:{minor}"),
+        format!("app:sha-{}", &sha[..7]),
+        "app:feature-arm".to_string(),
+    ];
+    assert_eq!(report["refs"], serde_json::json!(want));
+    let index = skopeo_raw(&layout, &format!("sha-{}", &sha[..7]));
+    assert_eq!(
+        index["annotations"]["org.opencontainers.image.revision"],
+        sha
+    );
+
+    // No tag at HEAD: `{{git.tag}}` has nothing to give, and says so.
+    let out = xarch()
+        .arg("build")
+        .arg(&project)
+        .args(["--platform", "linux/amd64", "-t", "app:{{git.tag}}"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("expands to an empty tag"),
+        "{}",
+        stderr(&out)
+    );
+    let out = xarch()
+        .arg("build")
+        .arg(&project)
+        .args(["--platform", "linux/amd64", "-t", "app:{{nope}}"])
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("unknown template value `nope`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+fn cargo_version(project: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    v["package"]["version"].as_str().unwrap().to_string()
+}

@@ -9,6 +9,10 @@ pub struct GitInfo {
     pub revision: Option<String>,
     pub commit_time: Option<u64>,
     pub source: Option<String>,
+    /// The checked-out branch (None when detached).
+    pub branch: Option<String>,
+    /// A tag pointing exactly at HEAD.
+    pub tag: Option<String>,
 }
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
@@ -27,6 +31,8 @@ pub fn read(dir: &Path) -> GitInfo {
         revision: git(dir, &["rev-parse", "HEAD"]),
         commit_time: git(dir, &["log", "-1", "--format=%ct"]).and_then(|s| s.parse().ok()),
         source: git(dir, &["remote", "get-url", "origin"]).map(|u| public_url(&u)),
+        branch: git(dir, &["symbolic-ref", "--short", "-q", "HEAD"]),
+        tag: git(dir, &["describe", "--tags", "--exact-match", "HEAD"]),
     }
 }
 

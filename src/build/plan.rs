@@ -125,7 +125,6 @@ impl Plan {
                 targets::valid_list()
             );
         }
-        let refs = refs(req, cfg, &builders[0].name())?;
         let git = super::git::read(&req.project_dir);
         let epoch = super::time::source_date_epoch(git.commit_time)?;
         let bin_dir = cfg
@@ -141,6 +140,7 @@ impl Plan {
         let created = super::time::rfc3339(epoch);
         let annotations = super::annotations(&created, version.as_deref(), &git, &extra);
         let vars = template_vars(version.as_deref(), &git, &created);
+        let refs = refs(req, cfg, &builders[0].name(), &vars)?;
         let overrides = cfg
             .platform
             .iter()
@@ -324,17 +324,34 @@ fn default_mode(path: &Path) -> u32 {
     if exec.unwrap_or(false) { 0o755 } else { 0o644 }
 }
 
-fn refs(req: &BuildRequest, cfg: &ImageConfig, package: &str) -> Result<Vec<(String, String)>> {
+/// Image references from `-t`, else the configuration's name and tags, with
+/// `{{…}}` templates expanded (`{{version}}`, `{{git.short_sha}}`, `{{major}}` …).
+fn refs(
+    req: &BuildRequest,
+    cfg: &ImageConfig,
+    package: &str,
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>> {
+    let expand = |t: &str| {
+        let s = crate::template::expand(t, vars)?;
+        if s.is_empty() || s.ends_with(':') {
+            bail!("tag template `{t}` expands to an empty tag here");
+        }
+        Ok(s)
+    };
     let mut out: Vec<(String, String)> = Vec::new();
     if req.tags.is_empty() {
-        let name = cfg.name.clone().unwrap_or_else(|| package.to_string());
+        let name = expand(&cfg.name.clone().unwrap_or_else(|| package.to_string()))?;
         for t in cfg.tags.clone().unwrap_or_else(|| vec!["latest".into()]) {
+            let t = expand(&t)?;
             check_tag(&t)?;
-            out.push((name.clone(), t));
+            if !out.iter().any(|(_, have)| *have == t) {
+                out.push((name.clone(), t));
+            }
         }
     }
     for r in &req.tags {
-        let pair = split_tag(r)?;
+        let pair = split_tag(&expand(r)?)?;
         if !out.contains(&pair) {
             out.push(pair);
         }
@@ -411,17 +428,58 @@ fn template_vars(
     created: &str,
 ) -> BTreeMap<String, String> {
     let mut v = BTreeMap::new();
-    v.insert("version".into(), version.unwrap_or("0.0.0").to_string());
+    let version = version.unwrap_or("0.0.0");
+    v.insert("version".into(), version.to_string());
+    // Semver parts, as docker/metadata-action's `{{major}}.{{minor}}`.
+    let core = version.trim_start_matches('v');
+    let core = core.split(['-', '+']).next().unwrap_or(core);
+    let mut parts = core.split('.');
+    for key in ["major", "minor", "patch"] {
+        v.insert(key.into(), parts.next().unwrap_or("0").to_string());
+    }
     let sha = git.revision.clone().unwrap_or_default();
     v.insert("git.short_sha".into(), sha.chars().take(7).collect());
     v.insert("git.sha".into(), sha);
+    v.insert("git.branch".into(), tag_safe(git.branch.as_deref()));
+    v.insert("git.tag".into(), tag_safe(git.tag.as_deref()));
     v.insert("date".into(), created.to_string());
     v
+}
+
+/// A branch or git tag usable in an image tag: `feature/x` → `feature-x`.
+fn tag_safe(s: Option<&str>) -> String {
+    s.unwrap_or_default()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_.-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn template_values_from_version_and_git() {
+        let git = super::super::git::GitInfo {
+            revision: Some("0123456789abcdef".into()),
+            branch: Some("feature/arm".into()),
+            tag: Some("v1.4.2".into()),
+            ..Default::default()
+        };
+        let v = template_vars(Some("1.4.2-rc.1"), &git, "2026-01-01T00:00:00Z");
+        let e = |t: &str| crate::template::expand(t, &v).unwrap();
+        assert_eq!(e("{{major}}.{{minor}}"), "1.4");
+        assert_eq!(e("{{version}}-{{git.short_sha}}"), "1.4.2-rc.1-0123456");
+        assert_eq!(e("{{git.branch}}"), "feature-arm");
+        assert_eq!(e("{{git.tag}}"), "v1.4.2");
+        assert_eq!(e("{{patch}}"), "2");
+    }
 
     #[test]
     fn tags_split_after_the_last_slash() {
