@@ -13,6 +13,8 @@ pub mod oci;
 pub mod platform;
 pub mod publish;
 pub mod registry;
+pub mod rootfs;
+pub mod run;
 pub mod targets;
 pub mod template;
 pub mod toolchain;

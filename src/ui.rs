@@ -47,6 +47,19 @@ pub fn warn(message: &str) {
     };
 }
 
+/// A note on stderr, hidden by `-q`.
+pub fn note(message: &str) {
+    if is_quiet() {
+        return;
+    }
+    let mut err = std::io::stderr().lock();
+    let _ = if color() {
+        writeln!(err, "\x1b[1;36mnote\x1b[0m: {message}")
+    } else {
+        writeln!(err, "note: {message}")
+    };
+}
+
 pub fn error(message: &str) {
     let mut err = std::io::stderr().lock();
     let _ = if color() {

@@ -19,7 +19,7 @@ use crate::elf;
 use crate::oci::annotations as ann;
 use crate::oci::image::Base;
 use crate::oci::image::{self, ImageSpec, NewLayer};
-use crate::oci::{Digest, Family, Layer};
+use crate::oci::{BlobStore, Digest, Family, Layer};
 use crate::oci::{LayerOptions, Layout, index};
 use crate::platform::Platform;
 use crate::registry::push::{self, PushSet, PushStats};
@@ -239,14 +239,20 @@ fn run_image(
     let index_desc = index::write(family, manifests, &plan.annotations, &store)?;
     let index_digest: Digest = index_desc.digest().to_string().parse()?;
 
-    if let Some(layout) = &layout {
+    // A layout must hold every blob, and a smoke run needs every layer.
+    if layout.is_some() || req.smoke.is_some() {
         rt.block_on(fill_base_layers(
             &client,
             &cache,
-            layout,
+            &store,
             &remote_blobs,
             req.offline,
         ))?;
+    }
+    if let Some(args) = &req.smoke {
+        smoke(&plan, &store, &cache, &index_digest, args)?;
+    }
+    if let Some(layout) = &layout {
         for (name, tag) in &plan.refs {
             // containerd's import reads the full name; skopeo and umoci the ref name.
             let full = vec![(ann::CONTAINERD_NAME.to_string(), format!("{name}:{tag}"))];
@@ -356,16 +362,16 @@ fn offline_layers(
 async fn fill_base_layers(
     client: &Client,
     cache: &Cache,
-    layout: &Layout,
+    store: &BlobStore,
     remote: &HashMap<Digest, Reference>,
     offline: bool,
 ) -> Result<()> {
     for (d, r) in remote {
-        if layout.blobs().has(d) {
+        if store.has(d) {
             continue;
         }
         if cache.blobs().has(d) {
-            let mut w = layout.blobs().writer()?;
+            let mut w = store.writer()?;
             std::io::copy(&mut cache.blobs().open_blob(d)?, &mut w)?;
             w.commit_expect(d)?;
         } else {
@@ -378,8 +384,32 @@ async fn fill_base_layers(
                 "Fetching",
                 &format!("base layer {} from {}", d.short(), r.name()),
             );
-            client.fetch_blob(r, d, layout.blobs(), None).await?;
+            client.fetch_blob(r, d, store, None).await?;
         }
+    }
+    Ok(())
+}
+
+/// Runs every platform's image with `args` (`--smoke`); any failure fails the
+/// build before anything is tagged or pushed.
+fn smoke(plan: &Plan, store: &BlobStore, cache: &Cache, index: &Digest, args: &str) -> Result<()> {
+    let argv =
+        shlex::split(args).with_context(|| format!("--smoke `{args}`: unbalanced quotes"))?;
+    let mut failed = Vec::new();
+    for t in &plan.targets {
+        let img = crate::run::from_store(store, index, &t.platform)?;
+        let root = crate::run::rootfs(&img, store, cache)?;
+        ui::status("Smoke", &format!("{} {args}", t.platform));
+        let status = crate::run::exec(&img, &root, &argv, true)?;
+        if !status.success() {
+            failed.push(format!("{} ({status})", t.platform));
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!(
+            "--smoke `{args}` failed on {}; nothing was tagged or pushed",
+            failed.join(", ")
+        );
     }
     Ok(())
 }

@@ -50,6 +50,8 @@ pub struct BuildRequest {
     /// `--image`: which of the configuration's `[images.NAME]` to build (all
     /// when empty).
     pub images: Vec<String>,
+    /// `--smoke ARGS`: run every platform's image with these arguments first.
+    pub smoke: Option<String>,
 }
 
 pub struct Plan {

@@ -65,6 +65,18 @@ enum Command {
         /// Registry host[:port] (Docker Hub: docker.io)
         registry: String,
     },
+    /// Smoke-run an image's entrypoint for one platform: natively, or under
+    /// qemu-user with the image's filesystem as sysroot (not an isolated container)
+    Run {
+        /// Platform to run (default: this machine's)
+        #[arg(long, value_name = "PLATFORM")]
+        platform: Option<String>,
+        /// oci:DIR[:TAG] or a registry reference
+        image: String,
+        /// Arguments in place of the image's cmd (after `--`)
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Toolchains: what this machine can build for, and how to fix what it cannot
     #[command(subcommand)]
     Toolchain(ToolchainCommand),
@@ -113,6 +125,10 @@ struct BuildArgs {
     /// Image name and tag, name[:tag] (repeatable)
     #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
     tag: Vec<String>,
+    /// Run every platform's image with these arguments (natively or under qemu)
+    /// before tagging or pushing; any failure fails the build
+    #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
+    smoke: Option<String>,
     /// Build only these of the configuration's [images.NAME] (repeatable; default all)
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     image: Vec<String>,
@@ -230,6 +246,22 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     ui::set_quiet(cli.quiet);
     let registry = cli.registry.options();
+    if let Command::Run {
+        platform,
+        image,
+        args,
+    } = &cli.command
+    {
+        let run = crate::registry::Client::new(registry)
+            .and_then(|c| crate::run::run(image, platform.as_deref(), args, &c));
+        return match run {
+            Ok(code) => code,
+            Err(e) => {
+                ui::error(&format!("{e:#}"));
+                1
+            }
+        };
+    }
     let result = match cli.command {
         Command::Build(args) => build_command(*args, registry),
         Command::Push {
@@ -254,6 +286,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             logout_command(&crate::registry::reference::registry_host(&host))
         }
         Command::Toolchain(cmd) => toolchain_command(cmd),
+        Command::Run { .. } => unreachable!("handled above"),
         Command::Targets { json } => output::targets(json),
     };
     match result {
@@ -336,6 +369,7 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         registry,
         offline: args.offline,
         images: args.image,
+        smoke: args.smoke,
     };
     let reports = build::run(&req)?;
     output::build_reports(&reports, args.json)

@@ -1,0 +1,269 @@
+//! `xarch run` and `build --smoke`: unpack one platform's filesystem into the
+//! cache and run the image's entrypoint with its env and workdir — natively for
+//! this machine's platform, under `qemu-<arch>-static` with the rootfs as its
+//! sysroot otherwise. A smoke run, not an isolated container: the program sees
+//! the host's network, processes and, outside the rootfs, its files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::cache::Cache;
+use crate::oci::{BlobStore, Digest, Layout, media};
+use crate::platform::Platform;
+use crate::registry::reference::ImageRef;
+use crate::registry::{Client, pull};
+use crate::{elf, rootfs, targets, ui};
+
+/// What to run: one platform's config and its layers, in `store`.
+pub struct Image {
+    pub config: Value,
+    pub layers: Vec<Digest>,
+    pub platform: Platform,
+}
+
+/// Resolves `image` (a registry reference or `oci:DIR[:TAG]`) for `platform`,
+/// fetching the layers a registry image needs into the cache.
+pub fn resolve(
+    image: &str,
+    platform: &Platform,
+    client: &Client,
+    cache: &Cache,
+) -> Result<(Image, BlobStore)> {
+    match image.parse::<ImageRef>()? {
+        ImageRef::Layout { dir, tag } => {
+            let layout = Layout::open(&dir)?;
+            let tag = tag.unwrap_or_else(|| "latest".into());
+            let desc = layout
+                .find(&tag)?
+                .with_context(|| format!("no `{tag}` in the layout {}", dir.display()))?;
+            let digest: Digest = desc.digest().to_string().parse()?;
+            let img = from_store(layout.blobs(), &digest, platform)?;
+            Ok((img, layout.blobs().clone()))
+        }
+        ImageRef::Registry(r) => {
+            let rt = crate::build::runtime()?;
+            let base = rt
+                .block_on(pull::resolve(
+                    client,
+                    &r,
+                    std::slice::from_ref(platform),
+                    cache,
+                    false,
+                ))?
+                .remove(platform)
+                .context("the registry gave no image for the platform")?;
+            let mut layers = Vec::new();
+            for l in &base.layers {
+                let d: Digest = l.digest().to_string().parse()?;
+                if !cache.blobs().has(&d) {
+                    ui::status(
+                        "Fetching",
+                        &format!("layer {} from {}", d.short(), r.name()),
+                    );
+                    rt.block_on(client.fetch_blob(&r, &d, cache.blobs(), None))?;
+                }
+                layers.push(d);
+            }
+            let img = Image {
+                config: base.config,
+                layers,
+                platform: platform.clone(),
+            };
+            Ok((img, cache.blobs().clone()))
+        }
+    }
+}
+
+/// The image for `platform` under `digest` (an index or a single manifest).
+pub fn from_store(store: &BlobStore, digest: &Digest, platform: &Platform) -> Result<Image> {
+    let top: Value = serde_json::from_slice(&store.read(digest)?)?;
+    let manifest = if media::is_index(top["mediaType"].as_str().unwrap_or_default())
+        || top["manifests"].is_array()
+    {
+        let list = top["manifests"].as_array().cloned().unwrap_or_default();
+        let mut offered = Vec::new();
+        let mut found = None;
+        for m in &list {
+            let p = &m["platform"];
+            let os = p["os"].as_str().unwrap_or("unknown");
+            let arch = p["architecture"].as_str().unwrap_or("unknown");
+            let here = Platform::new(os, arch, p["variant"].as_str());
+            if here == *platform {
+                found = Some(m["digest"].as_str().unwrap_or_default().parse::<Digest>()?);
+            }
+            offered.push(here.to_string());
+        }
+        let d = found.with_context(|| {
+            format!(
+                "the image has no {platform}; it offers {}",
+                offered.join(", ")
+            )
+        })?;
+        serde_json::from_slice::<Value>(&store.read(&d)?)?
+    } else {
+        top
+    };
+    let config_digest: Digest = manifest["config"]["digest"]
+        .as_str()
+        .context("manifest has no config")?
+        .parse()?;
+    let config: Value = serde_json::from_slice(&store.read(&config_digest)?)?;
+    let layers = manifest["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| l["digest"].as_str().unwrap_or_default().parse())
+        .collect::<Result<Vec<Digest>, _>>()?;
+    Ok(Image {
+        config,
+        layers,
+        platform: platform.clone(),
+    })
+}
+
+/// The unpacked filesystem of `img` in the cache, keyed by its layer chain;
+/// unpacked into a temp dir and renamed, so an interrupted run leaves nothing
+/// half-written behind.
+pub fn rootfs(img: &Image, store: &BlobStore, cache: &Cache) -> Result<PathBuf> {
+    let mut h = Sha256::new();
+    for l in &img.layers {
+        h.update(l.as_str());
+        h.update([0]);
+    }
+    let key = hex::encode(h.finalize());
+    let dir = cache.root().join("rootfs").join(&key[..32]);
+    if dir.is_dir() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(dir.parent().expect("has a parent"))?;
+    let tmp = tempfile::tempdir_in(dir.parent().expect("has a parent"))?;
+    ui::status(
+        "Unpacking",
+        &format!("{} layers for {}", img.layers.len(), img.platform),
+    );
+    for l in &img.layers {
+        let file = store
+            .open_blob(l)
+            .with_context(|| format!("layer {l} is missing"))?;
+        rootfs::apply_layer(tmp.path(), std::io::BufReader::new(file), l)?;
+    }
+    let staged = tmp.keep();
+    if std::fs::rename(&staged, &dir).is_err() {
+        // Another run unpacked the same chain first: use theirs.
+        std::fs::remove_dir_all(&staged)?;
+    }
+    Ok(dir)
+}
+
+/// Runs the image's entrypoint (+ cmd, or `args` in cmd's place) in `root`;
+/// `quiet_stdout` sends the program's stdout to stderr (a build's stdout is
+/// its report).
+pub fn exec(img: &Image, root: &Path, args: &[String], quiet_stdout: bool) -> Result<ExitStatus> {
+    let cfg = &img.config["config"];
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect()
+    };
+    let mut argv = strings(&cfg["Entrypoint"]);
+    if args.is_empty() {
+        argv.extend(strings(&cfg["Cmd"]));
+    } else {
+        argv.extend(args.iter().cloned());
+    }
+    let Some(program) = argv.first().cloned() else {
+        bail!("the image has no entrypoint or cmd, and no command was given");
+    };
+    let env = strings(&cfg["Env"]);
+    let exe = find_program(root, &program, &env)?;
+    let target = targets::find(&img.platform)
+        .with_context(|| format!("no qemu known for {}", img.platform))?;
+    let native = is_native(&img.platform) && elf::interpreter(&exe)?.is_none();
+    let mut cmd = if native {
+        Command::new(&exe)
+    } else {
+        let qemu = format!("qemu-{}-static", target.qemu);
+        let mut c = Command::new(&qemu);
+        c.arg("-L").arg(root).arg(&exe);
+        c
+    };
+    cmd.args(&argv[1..]).env_clear();
+    for kv in &env {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+    let workdir = cfg["WorkingDir"].as_str().unwrap_or("/");
+    let wd = rootfs::secure_join(root, Path::new(workdir.trim_start_matches('/')))?;
+    cmd.current_dir(if wd.is_dir() { wd } else { root.to_path_buf() });
+    if quiet_stdout {
+        use std::os::fd::AsFd;
+        cmd.stdout(std::io::stderr().as_fd().try_clone_to_owned()?);
+    }
+    cmd.status().map_err(|e| {
+        if native {
+            anyhow::anyhow!("cannot run {}: {e}", exe.display())
+        } else {
+            anyhow::anyhow!(
+                "cannot run qemu-{}-static for {}: {e}; install it with: apt-get install -y qemu-user-static",
+                target.qemu,
+                img.platform
+            )
+        }
+    })
+}
+
+/// `program` inside the rootfs: an absolute path, or looked up on the image's PATH.
+fn find_program(root: &Path, program: &str, env: &[String]) -> Result<PathBuf> {
+    if program.starts_with('/') {
+        let p = rootfs::secure_join(root, Path::new(program.trim_start_matches('/')))?;
+        if p.is_file() {
+            return Ok(p);
+        }
+        bail!("{program} is not in the image");
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    for dir in path.split(':') {
+        let candidate = Path::new(dir.trim_start_matches('/')).join(program);
+        let p = rootfs::secure_join(root, &candidate)?;
+        if p.is_file() {
+            return Ok(p);
+        }
+    }
+    bail!("`{program}` is not on the image's PATH ({path})")
+}
+
+/// True when this machine runs `p`'s binaries itself: its own platform, and
+/// 32-bit x86 on x86-64 (the kernel runs those too).
+pub fn is_native(p: &Platform) -> bool {
+    let host: Platform = crate::toolchain::c::build_platform()
+        .parse()
+        .expect("host platform parses");
+    *p == host || (host.architecture == "amd64" && p.architecture == "386")
+}
+
+/// `xarch run`: prints that this is a smoke run, then returns the program's
+/// exit code.
+pub fn run(image: &str, platform: Option<&str>, args: &[String], client: &Client) -> Result<i32> {
+    let cache = Cache::open_default()?;
+    let platform: Platform = match platform {
+        Some(p) => targets::lookup(p)?.platform.clone(),
+        None => crate::toolchain::c::build_platform().parse()?,
+    };
+    let (img, store) = resolve(image, &platform, client, &cache)?;
+    let root = rootfs(&img, &store, &cache)?;
+    ui::note(&format!(
+        "smoke run of {image} for {platform}: not an isolated container (host network, processes and files)"
+    ));
+    let status = exec(&img, &root, args, false)?;
+    Ok(status.code().unwrap_or(128))
+}
