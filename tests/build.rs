@@ -335,11 +335,13 @@ fn a_wrong_architecture_binary_is_refused_and_nothing_is_tagged() {
 
 #[test]
 fn missing_rust_target_with_no_install_names_the_fix() {
-    let (_tmp, project) = copy_example("hello-rust");
+    let (tmp, project) = copy_example("hello-rust");
+    // A fresh cache: xarch has not yet learned whether rustup serves this target.
     let out = xarch()
         .arg("build")
         .arg(&project)
         .args(["--platform", "linux/ppc64le", "--no-install"])
+        .env("XARCH_CACHE_DIR", tmp.path().join("cache"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

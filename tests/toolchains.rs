@@ -46,6 +46,18 @@ const PLATFORMS: &[(&str, &str, &str, &str, &str, bool)] = &[
 /// Fails with the fixes `xarch toolchain doctor` prints when a language is not
 /// ready here (never a silent skip).
 fn require_toolchains(langs: &str) {
+    // The project's own installer first (rustup targets or rust-src, zig, go),
+    // as scripts/setup would; then every check must pass.
+    let install = xarch()
+        .args(["toolchain", "install", "--platform", ALL, "--lang", langs])
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "xarch toolchain install failed:\n{}{}",
+        stdout(&install),
+        stderr(&install)
+    );
     let out = xarch()
         .args(["toolchain", "doctor", "--platform", ALL, "--lang", langs])
         .output()

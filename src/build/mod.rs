@@ -24,6 +24,7 @@ use crate::oci::{LayerOptions, Layout, index};
 use crate::platform::Platform;
 use crate::registry::push::{self, PushSet, PushStats};
 use crate::registry::{Client, Reference, pull};
+use crate::targets::Target;
 use crate::toolchain::Artifact;
 
 use crate::ui;
@@ -183,8 +184,7 @@ fn run_image(
             let l = match files_layers.get(media) {
                 Some(l) => l.clone(),
                 None => {
-                    let (l, reused) = cache.layer(f, opts, media, &store)?;
-                    ui::status(if reused { "Fresh" } else { "Layering" }, "files");
+                    let l = layer(&cache, f, opts, media, &store, "files")?;
                     files_layers.insert(media, l.clone());
                     l
                 }
@@ -195,9 +195,15 @@ fn run_image(
             });
         }
         let builder = plan.bin_layer(bins)?;
-        let (bin_layer, reused) = cache.layer(&builder, opts, base.family.layer_gzip(), &store)?;
         let what = format!("{} for {platform}", names(bins).join(", "));
-        ui::status(if reused { "Fresh" } else { "Layering" }, &what);
+        let bin_layer = layer(
+            &cache,
+            &builder,
+            opts,
+            base.family.layer_gzip(),
+            &store,
+            &what,
+        )?;
         layers.push(NewLayer {
             layer: bin_layer,
             created_by: format!("xarch: {} → {}", names(bins).join(", "), plan.bin_dir),
@@ -390,6 +396,27 @@ async fn fill_base_layers(
     Ok(())
 }
 
+/// Writes a layer into `store`, or reuses the one an identical earlier build
+/// wrote (by fingerprint: entries, modes, and each file's size, mtime, inode).
+fn layer(
+    cache: &Cache,
+    b: &crate::oci::LayerBuilder,
+    opts: LayerOptions,
+    media: &str,
+    store: &BlobStore,
+    what: &str,
+) -> Result<Layer> {
+    let key = b.fingerprint(opts, media)?;
+    if let Some(l) = cache.find_layer(&key, media, store) {
+        ui::status("Fresh", what);
+        return Ok(l);
+    }
+    ui::status("Layering", what);
+    let l = b.write(opts, media, store)?;
+    cache.remember_layer(&key, &l)?;
+    Ok(l)
+}
+
 /// Runs every platform's image with `args` (`--smoke`); any failure fails the
 /// build before anything is tagged or pushed.
 fn smoke(plan: &Plan, store: &BlobStore, cache: &Cache, index: &Digest, args: &str) -> Result<()> {
@@ -476,7 +503,24 @@ fn check_artifacts(plan: &Plan, artifacts: &Artifacts) -> Result<()> {
             .with_context(|| format!("no binaries were built for {}", target.platform))?;
         for b in bins {
             elf::check(&b.path, &target.elf(), &target.platform.to_string())?;
+            warn_if_dynamic_on_builtin(plan, target, b)?;
         }
+    }
+    Ok(())
+}
+
+/// The built-in bases hold no C library: a dynamically linked binary would
+/// fail there with "not found", so say so while it can still be fixed.
+fn warn_if_dynamic_on_builtin(plan: &Plan, target: &Target, b: &Artifact) -> Result<()> {
+    let BaseSpec::Builtin(base) = &plan.bases[&target.platform] else {
+        return Ok(());
+    };
+    if let Some(loader) = elf::interpreter(&b.path)? {
+        ui::warn(&format!(
+            "{} for {} is dynamically linked (loader {loader}), but the `{base}` base has no C \
+             library: it will not start there; use a base with glibc, or libc = \"musl\"",
+            b.name, target.platform
+        ));
     }
     Ok(())
 }

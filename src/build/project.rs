@@ -248,6 +248,7 @@ fn c_project(dir: &Path, comp: &Component) -> Result<CProject> {
         toolchain: comp.toolchain.clone().unwrap_or_else(|| "zig".into()),
         libc,
         ldflags: comp.ldflags.clone().unwrap_or_default(),
+        cflags: comp.cflags.clone().unwrap_or_default(),
     })
 }
 

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::oci::{BlobStore, Digest, Layer, LayerBuilder, LayerOptions};
+use crate::oci::{BlobStore, Digest, Layer};
 use crate::registry::reference::Reference;
 
 #[derive(Debug, Clone)]
@@ -67,32 +67,24 @@ impl Cache {
         Ok(())
     }
 
-    /// Writes a layer into `store`, or returns the one an identical earlier
-    /// build wrote (same fingerprint, blob still in `store`): a no-op rebuild
-    /// compresses nothing. The bool says whether it was reused.
-    pub fn layer(
-        &self,
-        b: &LayerBuilder,
-        opts: LayerOptions,
-        media: &str,
-        store: &BlobStore,
-    ) -> Result<(Layer, bool)> {
-        let key = b.fingerprint(opts, media)?;
-        let path = self.root.join("layers").join(&key);
-        if let Some(l) = std::fs::read_to_string(&path)
+    /// The layer an identical earlier build wrote (same fingerprint, blob
+    /// still in `store`), so a no-op rebuild compresses nothing.
+    pub fn find_layer(&self, key: &str, media: &str, store: &BlobStore) -> Option<Layer> {
+        std::fs::read_to_string(self.root.join("layers").join(key))
             .ok()
             .and_then(|t| parse_layer(&t, media))
             .filter(|l| store.has(&l.digest))
-        {
-            return Ok((l, true));
-        }
-        let l = b.write(opts, media, store)?;
+    }
+
+    /// Remembers the layer written for fingerprint `key`.
+    pub fn remember_layer(&self, key: &str, l: &Layer) -> Result<()> {
+        let path = self.root.join("layers").join(key);
         std::fs::create_dir_all(path.parent().expect("has a parent"))?;
         let mut tmp = tempfile::NamedTempFile::new_in(self.blobs.temp_dir())?;
         let line = format!("{} {} {}", l.digest, l.diff_id, l.size);
         std::io::Write::write_all(&mut tmp, line.as_bytes())?;
         tmp.persist(&path)?;
-        Ok((l, false))
+        Ok(())
     }
 }
 

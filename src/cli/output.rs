@@ -72,7 +72,8 @@ pub fn targets(json: bool) -> Result<()> {
                     "platform": t.platform.to_string(),
                     "rust": t.rust, "rust_gnu": t.rust_gnu,
                     "goos": t.goos, "goarch": t.goarch, "goarm": t.goarm, "go386": t.go386,
-                    "zig": t.zig, "gcc": t.gcc, "qemu": t.qemu,
+                    "zig": t.zig, "zig_cpu": t.zig_cpu, "gcc": t.gcc, "qemu": t.qemu,
+                    "interp": t.interp,
                 })
             })
             .collect();

@@ -404,6 +404,14 @@ fn validate(c: &ImageConfig, file: &Path, source: &str) -> Result<(), ConfigErro
             &msg,
         ));
     }
+    if c.build.is_some()
+        && let Some(key) = top_level_build_key(c)
+    {
+        let msg = format!(
+            "`{key}` at the top level is ignored when [[build]] lists the builds: move it into a [[build]]"
+        );
+        return Err(ConfigError::at(file, source, find(key), &msg));
+    }
     for (name, img) in c.images.iter().flatten() {
         if img.images.is_some() {
             let msg = format!("images.{name}: an image cannot define `images` of its own");
@@ -412,6 +420,29 @@ fn validate(c: &ImageConfig, file: &Path, source: &str) -> Result<(), ConfigErro
         validate(img, file, source)?;
     }
     Ok(())
+}
+
+/// The first build key set at the top level, if any.
+fn top_level_build_key(c: &ImageConfig) -> Option<&'static str> {
+    [
+        ("lang", c.lang.is_some()),
+        ("dir", c.dir.is_some()),
+        ("packages", c.packages.is_some()),
+        ("ldflags", c.ldflags.is_some()),
+        ("cgo", c.cgo.is_some()),
+        ("sources", c.sources.is_some()),
+        ("output", c.output.is_some()),
+        ("cflags", c.cflags.is_some()),
+        ("command", c.command.is_some()),
+        ("artifacts", c.artifacts.is_some()),
+        ("toolchain", c.toolchain.is_some()),
+        ("libc", c.libc.is_some()),
+        ("package", c.package.is_some()),
+        ("bins", c.bins.is_some()),
+        ("features", c.features.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(k, set)| set.then_some(k))
 }
 
 #[cfg(test)]
@@ -479,6 +510,13 @@ features = ["neon"]
         .unwrap_err();
         assert_eq!(e.line, 5, "{e}");
         assert!(e.to_string().contains("soruces"), "{e}");
+        let e = load_str(
+            "xarch.toml",
+            "sources = [\"a.c\"]\n[[build]]\nlang = \"go\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 1, "{e}");
+        assert!(e.message.contains("move it into a [[build]]"), "{e}");
         let e = load_str("xarch.toml", "[[build]]\nlang = \"cobol\"\n").unwrap_err();
         assert_eq!((e.line, e.col), (2, 8), "{e}");
         let e = load_str(

@@ -36,6 +36,8 @@ pub struct CProject {
     pub toolchain: String,
     pub libc: Libc,
     pub ldflags: Vec<String>,
+    /// Extra compiler flags (with `command`: added to `CFLAGS`).
+    pub cflags: Vec<String>,
 }
 
 impl CProject {
@@ -76,7 +78,7 @@ impl CProject {
     ) -> Result<Vec<Artifact>> {
         let t = job.target;
         let path = dir.join(output);
-        let mut args: Vec<String> = vec!["-O2".into()];
+        let mut args: Vec<String> = vec!["-O2".into(), self.prefix_map()];
         if self.libc == Libc::Musl {
             args.push("-static".into());
         }
@@ -114,19 +116,35 @@ impl CProject {
         }])
     }
 
-    /// A hash of what the binary depends on: compiler wrapper, arguments and
-    /// the bytes of every source.
+    /// Maps the project directory to `/build` in debug info and `__FILE__`, so
+    /// binaries do not depend on where the checkout lives.
+    fn prefix_map(&self) -> String {
+        let dir = std::path::absolute(&self.dir).unwrap_or_else(|_| self.dir.clone());
+        format!("-ffile-prefix-map={}=/build", dir.display())
+    }
+
+    /// A hash of what the binary depends on: compiler wrapper, arguments, and
+    /// the bytes of every C-family file in the project (headers included).
     fn stamp(&self, cc: &CcSet, args: &[String]) -> Result<String> {
         let mut h = Sha256::new();
         h.update(std::fs::read(&cc.cc)?);
         for a in args {
             h.update(a.as_bytes());
             h.update([0]);
-            let p = self.dir.join(a);
-            if !a.starts_with('-') && p.is_file() {
-                h.update(
-                    std::fs::read(&p).with_context(|| format!("cannot read {}", p.display()))?,
-                );
+        }
+        let walk = walkdir::WalkDir::new(&self.dir)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                e.depth() == 0 || !matches!(e.file_name().to_str(), Some("target" | ".git"))
+            });
+        for e in walk {
+            let e = e?;
+            if e.file_type().is_file() && is_c_family(e.path()) {
+                h.update(e.path().to_string_lossy().as_bytes());
+                let bytes = std::fs::read(e.path())
+                    .with_context(|| format!("cannot read {}", e.path().display()))?;
+                h.update(bytes);
             }
         }
         Ok(hex::encode(h.finalize()))
@@ -164,7 +182,9 @@ impl CProject {
         };
         cflags.extend(self.ldflags.iter().chain(&job.ldflags).cloned());
         cmd.env("LDFLAGS", cflags.join(" "));
-        cmd.env("CFLAGS", "-O2");
+        let mut compile = vec!["-O2".to_string(), self.prefix_map()];
+        compile.extend(self.cflags.iter().cloned());
+        cmd.env("CFLAGS", compile.join(" "));
         cmd.envs(job.env.iter().map(|(k, v)| (k, v)));
         super::run_captured(cmd, &format!("`{command}` for {}", t.platform))?;
         artifacts
@@ -185,6 +205,14 @@ impl CProject {
             })
             .collect()
     }
+}
+
+fn is_c_family(p: &Path) -> bool {
+    let ext = p.extension().and_then(|x| x.to_str()).unwrap_or_default();
+    matches!(
+        ext,
+        "c" | "h" | "cc" | "cpp" | "cxx" | "hpp" | "hh" | "inc" | "s" | "S"
+    )
 }
 
 fn file_name(p: &str) -> String {

@@ -97,10 +97,15 @@ fn rust_state(t: &Target, tools: &Path) -> (bool, String, Vec<String>) {
         return (true, format!("prebuilt std + {link}"), vec![]);
     }
     if !rust::no_prebuilt_std(&sysroot, &t.rust, tools) {
+        // Not yet known whether rustup serves it: install asks rustup first and
+        // falls back to std from source, so it is the one command that works.
         return (
             false,
-            format!("no std for {}", t.rust),
-            vec![format!("rustup target add {}", t.rust)],
+            format!("no std for {} yet", t.rust),
+            vec![format!(
+                "xarch toolchain install --platform {} --lang rust",
+                t.platform
+            )],
         );
     }
     let mut fixes = vec![];

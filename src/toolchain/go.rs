@@ -149,6 +149,7 @@ impl GoProject {
                 }
                 let path = dir.join(b);
                 replace_if_changed(&new, &path)?;
+                let _ = std::fs::remove_dir(&fresh);
                 Ok(Artifact {
                     name: b.clone(),
                     path,

@@ -449,7 +449,8 @@ pub fn ensure_target(triple: &str, install: bool, dir: &Path, tools: &Path) -> R
         let fix = format!("rustup target add {triple}");
         if !install {
             bail!(
-                "the Rust standard library for {triple} is not installed (--no-install given); install it with: {fix}"
+                "the Rust standard library for {triple} is not installed (--no-install given); install it with: {fix}\n  \
+                 (where rustup has none for it, xarch builds std from source instead, which needs: rustup component add rust-src, pip install ziglang)"
             );
         }
         ui::status("Installing", &format!("rust-std for {triple} ({fix})"));
@@ -463,6 +464,11 @@ pub fn ensure_target(triple: &str, install: bool, dir: &Path, tools: &Path) -> R
             return Ok(Route::Prebuilt);
         }
         let reason = rustup_reason(&String::from_utf8_lossy(&out.stderr));
+        // Only rustup's definite "none for this target" is remembered; a
+        // network or disk error must not switch routes for good.
+        if !reason.starts_with(NONE_404) && !reason.starts_with(NONE_TIER3) {
+            bail!("rustup target add {triple} failed: {reason}");
+        }
         ui::status(
             "Note",
             &format!(
@@ -529,11 +535,21 @@ fn ensure_rust_src(sysroot: &Path, install: bool, dir: &Path) -> Result<()> {
 
 /// One directory per toolchain, so a new rustc asks rustup again.
 fn sysroot_key(sysroot: &Path) -> String {
-    sysroot
+    let name = sysroot
         .file_name()
         .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_else(|| "default".into())
+        .unwrap_or_else(|| "default".into());
+    // rustc's mtime changes when the toolchain is updated in place.
+    let stamp = std::fs::metadata(sysroot.join("bin/rustc"))
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs());
+    format!("{name}-{stamp}")
 }
+
+const NONE_404: &str = "its server has none: HTTP 404";
+const NONE_TIER3: &str = "no prebuilt artifacts: a tier-3 target";
 
 /// The line of rustup's output that says why, without its backtrace.
 fn rustup_reason(stderr: &str) -> String {
@@ -551,9 +567,9 @@ fn rustup_reason(stderr: &str) -> String {
     };
     // The common answers, without rustup's download URLs and temp paths.
     if text.contains("status code: 404") {
-        "its server has none: HTTP 404".to_string()
+        NONE_404.to_string()
     } else if text.contains("no prebuilt artifacts") {
-        "no prebuilt artifacts: a tier-3 target".to_string()
+        NONE_TIER3.to_string()
     } else {
         text
     }
