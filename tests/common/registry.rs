@@ -164,9 +164,12 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
             .ok()
             .and_then(|mut r| {
                 r.find_map(|e| {
-                    e.ok()
-                        .map(|e| e.path())
-                        .filter(|p| p.to_string_lossy().ends_with(&format!("_{deb_arch}.deb")))
+                    // Other packages (libc6 for qemu) share the directory.
+                    e.ok().map(|e| e.path()).filter(|p| {
+                        let name = p.file_name().unwrap_or_default().to_string_lossy();
+                        name.starts_with("busybox-static_")
+                            && name.ends_with(&format!("_{deb_arch}.deb"))
+                    })
                 })
             })
             .unwrap_or_else(|| {
