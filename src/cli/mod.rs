@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::build::{self, BuildRequest};
+use crate::platform::Platform;
 use crate::targets;
 use crate::ui;
 
@@ -47,6 +48,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show an image or index: each platform's manifest, config and layers
+    Inspect(InspectArgs),
     /// Log in to a registry (saved in the docker config, as `docker login` does)
     Login {
         /// Registry host[:port] (Docker Hub: docker.io)
@@ -74,6 +77,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  xarch inspect registry.example.com/team/app:1.0\n  xarch inspect oci:out:1.0 --platform linux/arm64 --config\n  xarch inspect --raw registry.example.com/team/app:1.0 | sha256sum"
+)]
+struct InspectArgs {
+    /// Image: a registry reference, or oci:DIR[:TAG] for a local layout
+    image: String,
+    /// One platform of an index: its manifest (with --config, its config)
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    platform: Option<Platform>,
+    /// Show the image config (entrypoint, env, user, history)
+    #[arg(long)]
+    config: bool,
+    /// Print the manifest (or config) bytes exactly as stored; their sha256 is the digest
+    #[arg(long, conflicts_with = "json")]
+    raw: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    s.parse()
+        .map_err(|e: crate::platform::ParsePlatformError| e.to_string())
 }
 
 /// How to reach registries (for every command).
@@ -235,6 +264,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             jobs,
             json,
         } => push_command(&source, &targets, registry, jobs, json),
+        Command::Inspect(args) => inspect_command(args, registry),
         Command::Login {
             registry: host,
             username,
@@ -335,6 +365,24 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
     };
     let report = build::run(&req)?;
     output::build_report(&report, args.json)
+}
+
+fn inspect_command(args: InspectArgs, opts: crate::registry::Options) -> anyhow::Result<()> {
+    use crate::inspect::{self, Shown};
+    let req = inspect::Request {
+        image: args.image.parse()?,
+        platform: args.platform,
+        config: args.config,
+        raw: args.raw,
+    };
+    match inspect::run(&req, opts)? {
+        Shown::Raw(bytes) => {
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)?;
+            Ok(())
+        }
+        Shown::Tree(i) => output::inspection(&i, args.json),
+        Shown::Config(c) => output::image_config(&c, args.json),
+    }
 }
 
 /// The project directory: the given one, the manifest's parent, or the nearest
