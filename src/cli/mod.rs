@@ -47,6 +47,9 @@ enum Command {
         /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
+        /// Write `REGISTRY/REPO@DIGEST` (one line) to this file once pushed
+        #[arg(long, value_name = "FILE")]
+        digest_file: Option<PathBuf>,
     },
     /// Show an image or index: each platform's manifest, config and layers
     Inspect(InspectArgs),
@@ -193,6 +196,9 @@ struct BuildArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     json: bool,
+    /// With --push: write `REGISTRY/REPO@DIGEST` (the index, one line) to this file
+    #[arg(long, value_name = "FILE", requires = "push")]
+    digest_file: Option<PathBuf>,
 }
 
 fn parse_platforms(s: &str) -> Result<String, String> {
@@ -263,7 +269,15 @@ pub fn main(args: Vec<OsString>) -> i32 {
             targets,
             jobs,
             json,
-        } => push_command(&source, &targets, registry, jobs, json),
+            digest_file,
+        } => push_command(
+            &source,
+            &targets,
+            registry,
+            jobs,
+            json,
+            digest_file.as_deref(),
+        ),
         Command::Inspect(args) => inspect_command(args, registry),
         Command::Login {
             registry: host,
@@ -364,7 +378,28 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         offline: args.offline,
     };
     let report = build::run(&req)?;
+    if let (Some(file), Some(first)) = (&args.digest_file, report.pushed.first()) {
+        let pushed: crate::registry::Reference = first.parse()?;
+        write_digest_file(file, &pushed.with_digest(&report.index.digest.parse()?))?;
+    }
     output::build_report(&report, args.json)
+}
+
+/// What a CI merge job needs from a platform job: one line, the pushed index
+/// pinned by digest in its repository (`REGISTRY/REPO@sha256:…`), ready to pass
+/// to `xarch manifest create`. Replaced atomically, so a reader never sees half.
+fn write_digest_file(path: &Path, pinned: &crate::registry::Reference) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut tmp, format!("{pinned}\n").as_bytes())?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
 }
 
 fn inspect_command(args: InspectArgs, opts: crate::registry::Options) -> anyhow::Result<()> {
@@ -416,6 +451,7 @@ fn push_command(
     opts: crate::registry::Options,
     jobs: usize,
     json: bool,
+    digest_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     let src: crate::registry::ImageRef = source.parse()?;
     let refs = targets
@@ -430,6 +466,9 @@ fn push_command(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (digest, stats) = crate::publish::push_layout(&src, &refs, opts, jobs)?;
+    if let Some(file) = digest_file {
+        write_digest_file(file, &refs[0].with_digest(&digest))?;
+    }
     if json {
         let pushed: Vec<String> = refs.iter().map(|r| format!("{r}@{digest}")).collect();
         println!(
