@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod elf;
 pub mod inspect;
+pub mod manifest;
 pub mod oci;
 pub mod platform;
 pub mod publish;

@@ -53,6 +53,9 @@ enum Command {
     },
     /// Show an image or index: each platform's manifest, config and layers
     Inspect(InspectArgs),
+    /// Make image indexes (multi-platform images) from existing images
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Log in to a registry (saved in the docker config, as `docker login` does)
     Login {
         /// Registry host[:port] (Docker Hub: docker.io)
@@ -101,6 +104,33 @@ struct InspectArgs {
     /// Print JSON on stdout
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Subcommand)]
+enum ManifestCommand {
+    /// Build an index from existing images and push it (or write it to a layout)
+    #[command(
+        after_help = "Each SOURCE is a registry reference (tag or digest) or oci:DIR[:TAG], optionally followed by #PLATFORM:\n  - a single image: its platform comes from its config; #PLATFORM records another\n  - an index: all its images; #PLATFORM takes only that one (attestations are left out)\nTwo sources giving one platform are refused; nested indexes are refused.\n\nExamples:\n  xarch manifest create reg.example.com/app:1.0 reg.example.com/app@sha256:aaa… reg.example.com/app@sha256:bbb…\n  xarch manifest create --amend reg.example.com/app:1.0 reg.example.com/app:riscv64-build\n  xarch manifest create oci:out:1.0 reg.example.com/base:1#linux/arm64 oci:other:1"
+    )]
+    Create {
+        /// Where the index goes: a registry reference with a tag, or oci:DIR:TAG
+        target: String,
+        /// Images to include: REF[#PLATFORM]
+        #[arg(required = true, value_name = "SOURCE")]
+        sources: Vec<String>,
+        /// Annotation on the index, KEY=VALUE (repeatable)
+        #[arg(long, value_name = "KEY=VALUE", value_parser = parse_kv)]
+        annotation: Vec<(String, String)>,
+        /// Add to the index already at TARGET, replacing its images of the same platforms
+        #[arg(long)]
+        amend: bool,
+        /// Concurrent blob copies
+        #[arg(short, long, value_name = "N", default_value_t = 4)]
+        jobs: usize,
+        /// Print the result as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
@@ -279,6 +309,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
             digest_file.as_deref(),
         ),
         Command::Inspect(args) => inspect_command(args, registry),
+        Command::Manifest(cmd) => manifest_command(cmd, registry),
         Command::Login {
             registry: host,
             username,
@@ -399,6 +430,34 @@ fn write_digest_file(path: &Path, pinned: &crate::registry::Reference) -> anyhow
     std::io::Write::write_all(&mut tmp, format!("{pinned}\n").as_bytes())?;
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> anyhow::Result<()> {
+    let ManifestCommand::Create {
+        target,
+        sources,
+        annotation,
+        amend,
+        jobs,
+        json,
+    } = cmd;
+    let req = crate::manifest::CreateRequest {
+        target: target.parse()?,
+        sources: sources
+            .iter()
+            .map(|s| s.parse())
+            .collect::<anyhow::Result<_>>()?,
+        annotations: annotation,
+        amend,
+        jobs,
+    };
+    let created = crate::manifest::create(&req, opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&created)?);
+    } else {
+        println!("{}", created.pinned);
+    }
     Ok(())
 }
 
