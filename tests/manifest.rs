@@ -110,7 +110,8 @@ fn two_platform_jobs_merge_into_one_index_that_runs_on_both() {
     let mut pinned = Vec::new();
     for platform in ["linux/amd64", "linux/arm64"] {
         let arch = platform.rsplit('/').next().unwrap();
-        let file = ptmp.path().join(format!("digest-{arch}"));
+        // As in CI: a directory of digest files, created by the first job.
+        let file = ptmp.path().join("digests").join(arch);
         let out = run_ok(
             xarch()
                 .arg("build")

@@ -425,6 +425,7 @@ fn write_digest_file(path: &Path, pinned: &crate::registry::Reference) -> anyhow
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write {}", path.display()))?;
     std::io::Write::write_all(&mut tmp, format!("{pinned}\n").as_bytes())?;
