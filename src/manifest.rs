@@ -493,3 +493,34 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
         .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_take_an_optional_platform_after_a_hash() {
+        let s: SourceSpec = "reg.io/app@sha256:0000000000000000000000000000000000000000000000000000000000000000#arm64/v8"
+            .parse()
+            .unwrap();
+        assert_eq!(s.platform.unwrap().to_string(), "linux/arm64");
+        assert!(matches!(s.image, ImageRef::Registry(r) if r.repository == "app"));
+        let s: SourceSpec = "oci:out:1.0".parse().unwrap();
+        assert!(s.platform.is_none());
+        assert!("reg.io/app:1#linux/".parse::<SourceSpec>().is_err());
+    }
+
+    #[test]
+    fn config_platforms_are_normalized_and_keep_os_version() {
+        let (p, v) = config_platform(&json!({
+            "os": "windows", "architecture": "x86_64", "os.version": "10.0.20348.1"
+        }))
+        .unwrap();
+        assert_eq!(p.to_string(), "windows/amd64");
+        assert_eq!(
+            v,
+            json!({"os": "windows", "architecture": "amd64", "os.version": "10.0.20348.1"})
+        );
+        assert!(config_platform(&json!({"os": "linux"})).is_none());
+    }
+}

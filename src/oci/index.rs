@@ -79,3 +79,27 @@ pub fn entries(index: &Value) -> Result<Vec<Entry>> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_keep_their_json_and_flag_attestations() {
+        let d = Digest::of(b"x");
+        let index = serde_json::json!({"manifests": [
+            {"digest": d.as_str(), "size": 1, "platform": {"os": "linux", "architecture": "aarch64"},
+             "annotations": {"k": "v"}},
+            {"digest": d.as_str(), "size": 1, "mediaType": media::OCI_MANIFEST,
+             "platform": {"os": "unknown", "architecture": "unknown"}},
+            {"digest": d.as_str(), "size": 1, "mediaType": media::OCI_INDEX},
+        ]});
+        let e = entries(&index).unwrap();
+        assert_eq!(e[0].platform.as_ref().unwrap().to_string(), "linux/arm64");
+        assert_eq!(e[0].json["annotations"]["k"], "v");
+        assert_eq!(e[0].media_type, media::OCI_MANIFEST);
+        assert!(!e[0].is_attestation() && e[1].is_attestation());
+        assert!(e[2].platform.is_none() && media::is_index(&e[2].media_type));
+        assert!(entries(&serde_json::json!({"manifests": [{"size": 1}]})).is_err());
+    }
+}
