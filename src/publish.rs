@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::build::runtime;
 use crate::cache::Cache;
@@ -25,13 +25,11 @@ pub fn push_layout(
         );
     };
     let layout = Layout::open(dir)?;
-    let root = match tag {
-        Some(t) => layout
-            .find(t)?
-            .with_context(|| format!("{} has no image tagged `{t}`", dir.display()))?,
-        None => only_image(&layout)?,
-    };
-    let root: Digest = root.digest().to_string().parse()?;
+    let root: Digest = layout
+        .resolve(tag.as_deref())?
+        .digest()
+        .to_string()
+        .parse()?;
     let cache = Cache::open_default()?;
     let client = Client::new(opts)?;
     let set = PushSet {
@@ -46,17 +44,4 @@ pub fn push_layout(
     );
     let stats = runtime()?.block_on(push::push(&client, &set, targets, jobs))?;
     Ok((root, stats))
-}
-
-fn only_image(layout: &Layout) -> Result<oci_spec::image::Descriptor> {
-    let index = layout.index()?;
-    let list = index["manifests"].as_array().cloned().unwrap_or_default();
-    match list.as_slice() {
-        [one] => Ok(serde_json::from_value(one.clone())?),
-        [] => bail!("{} holds no image", layout.root().display()),
-        _ => bail!(
-            "{} holds several images; name one as oci:DIR:TAG",
-            layout.root().display()
-        ),
-    }
 }

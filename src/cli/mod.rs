@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use crate::build::{self, BuildRequest};
+use crate::platform::Platform;
 use crate::targets;
 use crate::ui;
 
@@ -46,7 +47,15 @@ enum Command {
         /// Print the result as JSON on stdout
         #[arg(long)]
         json: bool,
+        /// Write `REGISTRY/REPO@DIGEST` (one line) to this file once pushed
+        #[arg(long, value_name = "FILE")]
+        digest_file: Option<PathBuf>,
     },
+    /// Show an image or index: each platform's manifest, config and layers
+    Inspect(InspectArgs),
+    /// Make image indexes (multi-platform images) from existing images
+    #[command(subcommand)]
+    Manifest(ManifestCommand),
     /// Log in to a registry (saved in the docker config, as `docker login` does)
     Login {
         /// Registry host[:port] (Docker Hub: docker.io)
@@ -86,6 +95,59 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  xarch inspect registry.example.com/team/app:1.0\n  xarch inspect oci:out:1.0 --platform linux/arm64 --config\n  xarch inspect --raw registry.example.com/team/app:1.0 | sha256sum"
+)]
+struct InspectArgs {
+    /// Image: a registry reference, or oci:DIR[:TAG] for a local layout
+    image: String,
+    /// One platform of an index: its manifest (with --config, its config)
+    #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+    platform: Option<Platform>,
+    /// Show the image config (entrypoint, env, user, history)
+    #[arg(long)]
+    config: bool,
+    /// Print the manifest (or config) bytes exactly as stored; their sha256 is the digest
+    #[arg(long, conflicts_with = "json")]
+    raw: bool,
+    /// Print JSON on stdout
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ManifestCommand {
+    /// Build an index from existing images and push it (or write it to a layout)
+    #[command(
+        after_help = "Each SOURCE is a registry reference (tag or digest) or oci:DIR[:TAG], optionally followed by #PLATFORM:\n  - a single image: its platform comes from its config; #PLATFORM records another\n  - an index: all its images; #PLATFORM takes only that one (attestations are left out)\nTwo sources giving one platform are refused; nested indexes are refused.\n\nExamples:\n  xarch manifest create reg.example.com/app:1.0 reg.example.com/app@sha256:aaa… reg.example.com/app@sha256:bbb…\n  xarch manifest create --amend reg.example.com/app:1.0 reg.example.com/app:riscv64-build\n  xarch manifest create oci:out:1.0 reg.example.com/base:1#linux/arm64 oci:other:1"
+    )]
+    Create {
+        /// Where the index goes: a registry reference with a tag, or oci:DIR:TAG
+        target: String,
+        /// Images to include: REF[#PLATFORM]
+        #[arg(required = true, value_name = "SOURCE")]
+        sources: Vec<String>,
+        /// Annotation on the index, KEY=VALUE (repeatable)
+        #[arg(long, value_name = "KEY=VALUE", value_parser = parse_kv)]
+        annotation: Vec<(String, String)>,
+        /// Add to the index already at TARGET, replacing its images of the same platforms
+        #[arg(long)]
+        amend: bool,
+        /// Concurrent blob copies
+        #[arg(short, long, value_name = "N", default_value_t = 4)]
+        jobs: usize,
+        /// Print the result as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_platform(s: &str) -> Result<Platform, String> {
+    s.parse()
+        .map_err(|e: crate::platform::ParsePlatformError| e.to_string())
 }
 
 /// How to reach registries (for every command).
@@ -183,6 +245,9 @@ struct BuildArgs {
     /// Print the result as JSON on stdout
     #[arg(long)]
     json: bool,
+    /// With --push: write `REGISTRY/REPO@DIGEST` (the index, one line) to this file
+    #[arg(long, value_name = "FILE", requires = "push")]
+    digest_file: Option<PathBuf>,
 }
 
 fn parse_platforms(s: &str) -> Result<String, String> {
@@ -269,7 +334,17 @@ pub fn main(args: Vec<OsString>) -> i32 {
             targets,
             jobs,
             json,
-        } => push_command(&source, &targets, registry, jobs, json),
+            digest_file,
+        } => push_command(
+            &source,
+            &targets,
+            registry,
+            jobs,
+            json,
+            digest_file.as_deref(),
+        ),
+        Command::Inspect(args) => inspect_command(args, registry),
+        Command::Manifest(cmd) => manifest_command(cmd, registry),
         Command::Login {
             registry: host,
             username,
@@ -372,7 +447,84 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         smoke: args.smoke,
     };
     let reports = build::run(&req)?;
+    if let Some(file) = &args.digest_file {
+        let pinned = reports
+            .iter()
+            .filter_map(|r| {
+                let first = r.pushed.first()?;
+                let pushed: crate::registry::Reference = first.parse().ok()?;
+                Some(r.index.digest.parse().map(|d| pushed.with_digest(&d)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        write_digest_file(file, &pinned)?;
+    }
     output::build_reports(&reports, args.json)
+}
+
+/// What a CI merge job needs from a platform job: one line, the pushed index
+/// pinned by digest in its repository (`REGISTRY/REPO@sha256:…`), ready to pass
+/// to `xarch manifest create`. Replaced atomically, so a reader never sees half.
+/// One `REGISTRY/REPO@sha256:…` line per pushed image, written atomically.
+fn write_digest_file(path: &Path, pinned: &[crate::registry::Reference]) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let text: String = pinned.iter().map(|p| format!("{p}\n")).collect();
+    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> anyhow::Result<()> {
+    let ManifestCommand::Create {
+        target,
+        sources,
+        annotation,
+        amend,
+        jobs,
+        json,
+    } = cmd;
+    let req = crate::manifest::CreateRequest {
+        target: target.parse()?,
+        sources: sources
+            .iter()
+            .map(|s| s.parse())
+            .collect::<anyhow::Result<_>>()?,
+        annotations: annotation,
+        amend,
+        jobs,
+    };
+    let created = crate::manifest::create(&req, opts)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&created)?);
+    } else {
+        println!("{}", created.pinned);
+    }
+    Ok(())
+}
+
+fn inspect_command(args: InspectArgs, opts: crate::registry::Options) -> anyhow::Result<()> {
+    use crate::inspect::{self, Shown};
+    let req = inspect::Request {
+        image: args.image.parse()?,
+        platform: args.platform,
+        config: args.config,
+        raw: args.raw,
+    };
+    match inspect::run(&req, opts)? {
+        Shown::Raw(bytes) => {
+            std::io::Write::write_all(&mut std::io::stdout().lock(), &bytes)?;
+            Ok(())
+        }
+        Shown::Tree(i) => output::inspection(&i, args.json),
+        Shown::Config(c) => output::image_config(&c, args.json),
+    }
 }
 
 /// The project directory: the given one, the manifest's parent, or the nearest
@@ -406,6 +558,7 @@ fn push_command(
     opts: crate::registry::Options,
     jobs: usize,
     json: bool,
+    digest_file: Option<&Path>,
 ) -> anyhow::Result<()> {
     let src: crate::registry::ImageRef = source.parse()?;
     let refs = targets
@@ -420,6 +573,9 @@ fn push_command(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (digest, stats) = crate::publish::push_layout(&src, &refs, opts, jobs)?;
+    if let Some(file) = digest_file {
+        write_digest_file(file, &[refs[0].with_digest(&digest)])?;
+    }
     if json {
         let pushed: Vec<String> = refs.iter().map(|r| format!("{r}@{digest}")).collect();
         println!(

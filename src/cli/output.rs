@@ -4,7 +4,11 @@ use std::io::Write;
 
 use anyhow::Result;
 
+use serde_json::Value;
+
 use crate::build::Report;
+use crate::inspect::{ConfigView, Image, Inspection};
+use crate::oci::annotations as ann;
 use crate::targets;
 use crate::ui;
 
@@ -155,6 +159,183 @@ pub fn toolchain_checks(
             "{problems} of {} checks failed; run the fixes above (or `xarch toolchain install`)",
             checks.len()
         );
+    }
+    Ok(())
+}
+
+/// `xarch inspect`: the manifest or index, then each image as a branch with its
+/// config and layers (full digests, so they can be compared and copied).
+pub fn inspection(i: &Inspection, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(i)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", i.reference)?;
+    writeln!(out, "  digest      {}", i.digest)?;
+    writeln!(out, "  type        {}", i.media_type)?;
+    writeln!(out, "  size        {}", ui::size(i.size))?;
+    if !i.index {
+        // A single manifest: its details sit right under it.
+        let img = &i.images[0];
+        let platform = img.platform.as_deref().unwrap_or("(unknown)");
+        writeln!(out, "  platform    {platform}")?;
+        writeln!(out, "  total       {}", ui::size(img.total_size))?;
+        return image_lines(&mut out, img, "  ");
+    }
+    if let Some(c) = i.annotations.get(ann::CREATED) {
+        writeln!(out, "  created     {c}")?;
+    }
+    annotation_lines(&mut out, &i.annotations, "  ")?;
+    writeln!(out, "  images      {}", i.images.len())?;
+    for (n, img) in i.images.iter().enumerate() {
+        let last = n + 1 == i.images.len();
+        let (branch, rest) = if last {
+            ("└── ", "    ")
+        } else {
+            ("├── ", "│   ")
+        };
+        writeln!(
+            out,
+            "  {branch}{}  {}  {}",
+            img.platform.as_deref().unwrap_or("(no platform)"),
+            img.digest,
+            ui::size(img.total_size)
+        )?;
+        writeln!(out, "  {rest}type        {}", img.media_type)?;
+        image_lines(&mut out, img, &format!("  {rest}"))?;
+    }
+    Ok(())
+}
+
+fn image_lines(out: &mut impl Write, img: &Image, pad: &str) -> Result<()> {
+    if let Some(note) = &img.note {
+        writeln!(out, "{pad}{note}")?;
+        return Ok(());
+    }
+    if let Some(c) = &img.created {
+        writeln!(out, "{pad}created     {c}")?;
+    }
+    if let Some(b) = &img.base {
+        let name = b.name.as_deref().unwrap_or("?");
+        match &b.digest {
+            Some(d) => writeln!(out, "{pad}base        {name}@{d}")?,
+            None => writeln!(out, "{pad}base        {name}")?,
+        }
+    }
+    annotation_lines(out, &img.annotations, pad)?;
+    if let Some(c) = &img.config {
+        writeln!(out, "{pad}config      {}  {}", c.digest, ui::size(c.size))?;
+    }
+    for l in &img.layers {
+        writeln!(
+            out,
+            "{pad}layer       {}  {:>10}  {}",
+            l.digest,
+            ui::size(l.size),
+            l.media_type
+        )?;
+    }
+    Ok(())
+}
+
+/// Annotations other than those shown on their own lines (created, base).
+fn annotation_lines(
+    out: &mut impl Write,
+    a: &std::collections::BTreeMap<String, String>,
+    pad: &str,
+) -> Result<()> {
+    for (k, v) in a {
+        if [ann::CREATED, ann::BASE_NAME, ann::BASE_DIGEST].contains(&k.as_str()) {
+            continue;
+        }
+        writeln!(out, "{pad}annotation  {k}={v}")?;
+    }
+    Ok(())
+}
+
+/// `xarch inspect --config`: what a container of this image runs, and how the
+/// image was made.
+pub fn image_config(c: &ConfigView, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&c.json)?);
+        return Ok(());
+    }
+    let cfg = &c.json["config"];
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}  {}", c.reference, c.platform)?;
+    writeln!(out, "  manifest    {}", c.manifest)?;
+    writeln!(
+        out,
+        "  config      {}  {}",
+        c.config.digest,
+        ui::size(c.config.size)
+    )?;
+    if let Some(t) = c.json["created"].as_str() {
+        writeln!(out, "  created     {t}")?;
+    }
+    let text = |k: &str| cfg[k].as_str().filter(|s| !s.is_empty()).map(String::from);
+    // Arrays as JSON: exactly what the runtime gets, quoting included.
+    let list = |k: &str| {
+        cfg[k]
+            .as_array()
+            .map(|a| Value::Array(a.clone()).to_string())
+    };
+    let rows = [
+        ("user", text("User")),
+        ("entrypoint", list("Entrypoint")),
+        ("cmd", list("Cmd")),
+        ("workdir", text("WorkingDir")),
+    ];
+    for (k, v) in rows {
+        writeln!(out, "  {k:<11} {}", v.as_deref().unwrap_or("(none)"))?;
+    }
+    if let Some(s) = text("StopSignal") {
+        writeln!(out, "  stopsignal  {s}")?;
+    }
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(String::from))
+            .collect()
+    };
+    let keys = |v: &Value| -> Vec<String> {
+        v.as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k.clone())
+            .collect()
+    };
+    let labels: Vec<String> = cfg["Labels"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    for (k, vals) in [
+        ("env", strings(&cfg["Env"])),
+        ("ports", keys(&cfg["ExposedPorts"])),
+        ("volumes", keys(&cfg["Volumes"])),
+        ("labels", labels),
+    ] {
+        for (n, v) in vals.iter().enumerate() {
+            let key = if n == 0 { k } else { "" };
+            writeln!(out, "  {key:<11} {v}")?;
+        }
+    }
+    let history = c.json["history"].as_array().cloned().unwrap_or_default();
+    let steps = if history.len() == 1 { "step" } else { "steps" };
+    writeln!(out, "  history     {} {steps}", history.len())?;
+    for h in &history {
+        let created = h["created"].as_str().unwrap_or("-");
+        let by = h["created_by"].as_str().unwrap_or("");
+        let empty = if h["empty_layer"].as_bool() == Some(true) {
+            "  (no layer)"
+        } else {
+            ""
+        };
+        writeln!(out, "    {created}  {by}{empty}")?;
     }
     Ok(())
 }

@@ -76,6 +76,18 @@ impl BlobStore {
         Ok(digest)
     }
 
+    /// Copies blob `digest` from `other` (verified on the way), unless present.
+    pub fn copy_from(&self, other: &BlobStore, digest: &Digest) -> Result<()> {
+        if self.has(digest) {
+            return Ok(());
+        }
+        let mut w = self.writer()?;
+        io::copy(&mut other.open_blob(digest)?, &mut w)?;
+        w.commit_expect(digest)
+            .with_context(|| format!("blob {digest} in {} is corrupt", other.dir.display()))?;
+        Ok(())
+    }
+
     /// A temp file in the store's scratch directory, for other atomic writes.
     pub fn temp_dir(&self) -> &Path {
         &self.tmp

@@ -92,6 +92,26 @@ impl Layout {
         Ok(None)
     }
 
+    /// The image `oci:DIR:TAG` names: the entry tagged `tag`, or with no tag the
+    /// layout's only entry.
+    pub fn resolve(&self, tag: Option<&str>) -> Result<Descriptor> {
+        if let Some(t) = tag {
+            return self
+                .find(t)?
+                .with_context(|| format!("{} has no image tagged `{t}`", self.root.display()));
+        }
+        let index = self.index()?;
+        let list: Vec<&Value> = manifests(&index).collect();
+        match list.as_slice() {
+            [one] => Ok(serde_json::from_value((*one).clone())?),
+            [] => bail!("{} holds no image", self.root.display()),
+            _ => bail!(
+                "{} holds several images; name one as oci:DIR:TAG",
+                self.root.display()
+            ),
+        }
+    }
+
     /// Points each ref name at `desc` (with `annotations` added), replacing any entry
     /// that had the same ref name and keeping all others.
     pub fn set_refs(

@@ -116,6 +116,28 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// Raw manifest PUT (for documents xarch would refuse to write, such as a
+    /// nested index); returns the status.
+    pub fn put_manifest(&self, repo: &str, tag: &str, media_type: &str, body: &[u8]) -> u16 {
+        let mut s = TcpStream::connect(&self.host).unwrap();
+        write!(
+            s,
+            "PUT /v2/{repo}/manifests/{tag} HTTP/1.0\r\nHost: {}\r\nContent-Type: {media_type}\r\nContent-Length: {}\r\n\r\n",
+            self.host,
+            body.len()
+        )
+        .unwrap();
+        s.write_all(body).unwrap();
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).unwrap();
+        resp.split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -164,9 +186,12 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
             .ok()
             .and_then(|mut r| {
                 r.find_map(|e| {
-                    e.ok()
-                        .map(|e| e.path())
-                        .filter(|p| p.to_string_lossy().ends_with(&format!("_{deb_arch}.deb")))
+                    // Other packages (libc6 for qemu) share the directory.
+                    e.ok().map(|e| e.path()).filter(|p| {
+                        let name = p.file_name().unwrap_or_default().to_string_lossy();
+                        name.starts_with("busybox-static_")
+                            && name.ends_with(&format!("_{deb_arch}.deb"))
+                    })
                 })
             })
             .unwrap_or_else(|| {
