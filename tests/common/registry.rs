@@ -148,6 +148,13 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
     (d, bytes.len())
 }
 
+/// The busybox-static package for `deb_arch`; the directory also holds other
+/// packages for the same architecture (libc6 for the glibc tests).
+fn is_busybox_deb(p: &Path, deb_arch: &str) -> bool {
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    name.starts_with("busybox-static_") && name.ends_with(&format!("_{deb_arch}.deb"))
+}
+
 /// Writes a multi-arch busybox image (an OCI layout, tag `1`) built from Debian's
 /// busybox-static packages; independent of xarch's own writer.
 pub fn busybox_layout(dir: &Path) -> PathBuf {
@@ -166,7 +173,7 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
                 r.find_map(|e| {
                     e.ok()
                         .map(|e| e.path())
-                        .filter(|p| p.to_string_lossy().ends_with(&format!("_{deb_arch}.deb")))
+                        .filter(|p| is_busybox_deb(p, deb_arch))
                 })
             })
             .unwrap_or_else(|| {
