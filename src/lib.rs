@@ -12,6 +12,7 @@ pub mod elf;
 pub mod oci;
 pub mod platform;
 pub mod publish;
+pub mod rebase;
 pub mod registry;
 pub mod rootfs;
 pub mod run;

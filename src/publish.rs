@@ -48,7 +48,7 @@ pub fn push_layout(
     Ok((root, stats))
 }
 
-fn only_image(layout: &Layout) -> Result<oci_spec::image::Descriptor> {
+pub(crate) fn only_image(layout: &Layout) -> Result<oci_spec::image::Descriptor> {
     let index = layout.index()?;
     let list = index["manifests"].as_array().cloned().unwrap_or_default();
     match list.as_slice() {
