@@ -14,6 +14,7 @@ pub mod manifest;
 pub mod oci;
 pub mod platform;
 pub mod publish;
+pub mod rebase;
 pub mod registry;
 pub mod rootfs;
 pub mod run;

@@ -45,3 +45,16 @@ pub fn push_layout(
     let stats = runtime()?.block_on(push::push(&client, &set, targets, jobs))?;
     Ok((root, stats))
 }
+
+pub(crate) fn only_image(layout: &Layout) -> Result<oci_spec::image::Descriptor> {
+    let index = layout.index()?;
+    let list = index["manifests"].as_array().cloned().unwrap_or_default();
+    match list.as_slice() {
+        [one] => Ok(serde_json::from_value(one.clone())?),
+        [] => bail!("{} holds no image", layout.root().display()),
+        _ => bail!(
+            "{} holds several images; name one as oci:DIR:TAG",
+            layout.root().display()
+        ),
+    }
+}

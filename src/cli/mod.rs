@@ -56,6 +56,32 @@ enum Command {
     /// Make image indexes (multi-platform images) from existing images
     #[command(subcommand)]
     Manifest(ManifestCommand),
+    /// Move an image (every platform of an index) onto a new base: the old base's
+    /// layers are swapped for the new one's, the app layers kept byte for byte
+    #[command(
+        after_help = "Examples:\n  xarch rebase reg.example.com/team/app:1.0 --base reg.example.com/base/busybox:2 -t reg.example.com/team/app:1.0-patched\n  xarch rebase oci:out:1.0 --base busybox:1.37 --old-base busybox:1.36 -t oci:out:1.0-patched"
+    )]
+    Rebase {
+        /// The image: a registry reference or oci:DIR[:TAG]
+        image: String,
+        /// The new base: a registry reference or oci:DIR[:TAG]
+        #[arg(long, value_name = "NEWBASE")]
+        base: String,
+        /// The base the image was built on (default: each manifest's
+        /// org.opencontainers.image.base.name/base.digest annotations)
+        #[arg(long, value_name = "OLDBASE")]
+        old_base: Option<String>,
+        /// Where the result goes: registry references (pushed; one repository) or
+        /// oci:DIR:TAG (repeatable; default: IMAGE's own tag, overwritten)
+        #[arg(short, long = "tag", value_name = "TARGET")]
+        tag: Vec<String>,
+        /// Concurrent blob pushes
+        #[arg(short, long, value_name = "N", default_value_t = 4)]
+        jobs: usize,
+        /// Print the result as JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// Log in to a registry (saved in the docker config, as `docker login` does)
     Login {
         /// Registry host[:port] (Docker Hub: docker.io)
@@ -345,6 +371,24 @@ pub fn main(args: Vec<OsString>) -> i32 {
         ),
         Command::Inspect(args) => inspect_command(args, registry),
         Command::Manifest(cmd) => manifest_command(cmd, registry),
+        Command::Rebase {
+            image,
+            base,
+            old_base,
+            tag,
+            jobs,
+            json,
+        } => rebase_command(
+            crate::rebase::Request {
+                image,
+                base,
+                old_base,
+                targets: tag,
+                registry,
+                jobs,
+            },
+            json,
+        ),
         Command::Login {
             registry: host,
             username,
@@ -587,6 +631,18 @@ fn push_command(
     } else {
         for r in &refs {
             println!("{r}@{digest}");
+        }
+    }
+    Ok(())
+}
+
+fn rebase_command(req: crate::rebase::Request, json: bool) -> anyhow::Result<()> {
+    let report = crate::rebase::run(&req)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for t in &report.targets {
+            println!("{t}");
         }
     }
     Ok(())

@@ -71,3 +71,64 @@ impl Family {
         }
     }
 }
+
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+
+/// The same layer bytes, typed for `family`: a layer moved into an image of the
+/// other family keeps its compression and gets that family's name for it. Layer
+/// types with no counterpart (zstd, foreign layers) are an error, since the
+/// image would mix families.
+pub fn layer_in(family: Family, media_type: &str) -> Result<String, String> {
+    const PAIRS: [(&str, &str); 2] = [
+        (OCI_LAYER_GZIP, DOCKER_LAYER_GZIP),
+        (OCI_LAYER_TAR, DOCKER_LAYER_TAR),
+    ];
+    if Family::of(media_type) == family {
+        return Ok(media_type.to_string());
+    }
+    let found = PAIRS.iter().find_map(|(oci, docker)| match family {
+        Family::Oci if *docker == media_type => Some(*oci),
+        Family::Docker if *oci == media_type => Some(*docker),
+        _ => None,
+    });
+    let target = match family {
+        Family::Oci => "an OCI",
+        Family::Docker => "a Docker schema 2",
+    };
+    found
+        .map(String::from)
+        .ok_or_else(|| format!("a layer of type {media_type} has no equivalent in {target} image"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_change_family_keeping_compression() {
+        assert_eq!(
+            layer_in(Family::Oci, DOCKER_LAYER_GZIP).unwrap(),
+            OCI_LAYER_GZIP
+        );
+        assert_eq!(
+            layer_in(Family::Docker, OCI_LAYER_GZIP).unwrap(),
+            DOCKER_LAYER_GZIP
+        );
+        assert_eq!(
+            layer_in(Family::Docker, OCI_LAYER_TAR).unwrap(),
+            DOCKER_LAYER_TAR
+        );
+        assert_eq!(
+            layer_in(Family::Oci, OCI_LAYER_GZIP).unwrap(),
+            OCI_LAYER_GZIP
+        );
+        let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+        assert_eq!(layer_in(Family::Oci, zstd).unwrap(), zstd);
+        let e = layer_in(Family::Docker, zstd).unwrap_err();
+        assert!(
+            e.contains("no equivalent in a Docker schema 2 image"),
+            "{e}"
+        );
+    }
+}

@@ -170,6 +170,13 @@ fn put_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
     (d, bytes.len())
 }
 
+/// The busybox-static package for `deb_arch`; the directory also holds other
+/// packages for the same architecture (libc6 for the glibc tests).
+fn is_busybox_deb(p: &Path, deb_arch: &str) -> bool {
+    let name = p.file_name().unwrap_or_default().to_string_lossy();
+    name.starts_with("busybox-static_") && name.ends_with(&format!("_{deb_arch}.deb"))
+}
+
 /// Writes a multi-arch busybox image (an OCI layout, tag `1`) built from Debian's
 /// busybox-static packages; independent of xarch's own writer.
 pub fn busybox_layout(dir: &Path) -> PathBuf {
@@ -186,12 +193,9 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
             .ok()
             .and_then(|mut r| {
                 r.find_map(|e| {
-                    // Other packages (libc6 for qemu) share the directory.
-                    e.ok().map(|e| e.path()).filter(|p| {
-                        let name = p.file_name().unwrap_or_default().to_string_lossy();
-                        name.starts_with("busybox-static_")
-                            && name.ends_with(&format!("_{deb_arch}.deb"))
-                    })
+                    e.ok()
+                        .map(|e| e.path())
+                        .filter(|p| is_busybox_deb(p, deb_arch))
                 })
             })
             .unwrap_or_else(|| {
