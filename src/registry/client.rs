@@ -127,11 +127,13 @@ impl Client {
         let scheme = match https {
             Ok(_) => "https",
             Err(e) if is_certificate_error(&e) => return Err(certificate_error(host, &e)),
+            // Any HTTP answer over plain HTTP (even a 503 from a busy proxy)
+            // proves the server speaks HTTP: the status is the request's business.
             Err(_) => match self.probe("http", host).await {
-                Ok(s) if s == StatusCode::OK || s == StatusCode::UNAUTHORIZED => "http",
-                // Neither answers like a registry (yet): let the request itself
-                // try HTTPS, retry, and report why it fails; decide next time.
-                _ => return Ok("https"),
+                Ok(_) => "http",
+                // Neither answers: let the request itself try HTTPS, retry, and
+                // report why it fails; decide next time.
+                Err(_) => return Ok("https"),
             },
         };
         self.update(host, |h| h.scheme = Some(scheme));

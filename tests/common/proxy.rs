@@ -131,6 +131,13 @@ fn serve(conn: TcpStream, s: &State) -> std::io::Result<()> {
             return Ok(());
         }
         let req = read_message(&mut client, false)?;
+        // `GET /v2/` alone is xarch's one-shot check of which scheme the host
+        // speaks, not an API call: faults are for the requests that follow.
+        if req.path() == "/v2/" {
+            let resp = forward(&s.upstream, &req)?;
+            write_response(&mut out, &req, &resp, false)?;
+            continue;
+        }
         let n = s.requests.fetch_add(1, Ordering::SeqCst);
         match &s.fault {
             Fault::Status { n: max, status } if n < *max => {
