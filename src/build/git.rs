@@ -30,9 +30,29 @@ pub fn read(dir: &Path) -> GitInfo {
     GitInfo {
         revision: git(dir, &["rev-parse", "HEAD"]),
         commit_time: git(dir, &["log", "-1", "--format=%ct"]).and_then(|s| s.parse().ok()),
-        source: git(dir, &["remote", "get-url", "origin"]).map(|u| public_url(&u)),
+        source: git(dir, &["remote", "get-url", "origin"])
+            .filter(|u| is_remote_url(u))
+            .map(|u| public_url(&u)),
         branch: git(dir, &["symbolic-ref", "--short", "-q", "HEAD"]),
         tag: git(dir, &["describe", "--tags", "--exact-match", "HEAD"]),
+    }
+}
+
+/// A remote on another machine (`https://…`, `ssh://…`, `git@host:org/repo`),
+/// not a local path: a path names nothing for the image's users and leaks the
+/// build machine's layout.
+fn is_remote_url(u: &str) -> bool {
+    if u.starts_with("file://") {
+        return false;
+    }
+    if u.contains("://") {
+        return true;
+    }
+    // scp-like `[user@]host:path`: a colon before any slash.
+    match (u.find(':'), u.find('/')) {
+        (Some(c), Some(s)) => c < s && c > 0,
+        (Some(c), None) => c > 0,
+        _ => false,
     }
 }
 
@@ -61,6 +81,15 @@ pub fn public_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::public_url;
+
+    #[test]
+    fn local_paths_are_not_sources() {
+        assert!(!super::is_remote_url("/work/main"));
+        assert!(!super::is_remote_url("../other"));
+        assert!(!super::is_remote_url("file:///srv/git/app"));
+        assert!(super::is_remote_url("git@example.com:o/r.git"));
+        assert!(super::is_remote_url("https://example.com/o/r"));
+    }
 
     #[test]
     fn urls_lose_credentials() {

@@ -410,11 +410,20 @@ pub fn main(args: Vec<OsString>) -> i32 {
     };
     match result {
         Ok(()) => 0,
+        // `xarch inspect … | head`: the reader left; that is not an error.
+        Err(e) if is_broken_pipe(&e) => 0,
         Err(e) => {
             ui::error(&format!("{e:#}"));
             1
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn toolchain_command(cmd: ToolchainCommand) -> anyhow::Result<()> {
