@@ -146,7 +146,9 @@ impl RustProject {
         tools: &Path,
     ) -> Result<BTreeMap<String, Vec<Artifact>>> {
         let routes = self.routes(targets.iter().map(|t| t.0), opts, tools)?;
-        let needs_c = self.compiles_c();
+        // zig as the C compiler whenever it is there, not only when Cargo.lock
+        // names `cc`: a project without a lock file may still compile C.
+        let needs_c = self.compiles_c() || zig_available(targets.first().map(|t| t.0));
         let libc = &opts.libc;
         // One cargo invocation per (features, route).
         type Group<'t> = Vec<&'t (&'t Target, TargetSettings)>;
@@ -399,6 +401,10 @@ fn run_cargo(mut cmd: Command, triples: &[&str]) -> Result<BTreeMap<String, Vec<
         );
     }
     Ok(out)
+}
+
+fn zig_available(t: Option<&Target>) -> bool {
+    t.is_some_and(|t| super::cc::find("zig", t).is_ok_and(|(_, f)| f.is_ok()))
 }
 
 /// zig as the C compiler (`CC_<triple>` …) for crates that compile C and, when
