@@ -149,7 +149,12 @@ impl Plan {
             .flatten()
             .map(|(k, v)| {
                 let t = targets::lookup(k.get_ref())?;
-                Ok((t.platform.clone(), v.clone()))
+                let mut v = v.clone();
+                // `{{version}}` … in per-platform linker flags, as in the top-level ones.
+                for f in v.ldflags.iter_mut().flatten() {
+                    *f = crate::template::expand(f, &vars).context("ldflags")?;
+                }
+                Ok((t.platform.clone(), v))
             })
             .collect::<Result<BTreeMap<_, _>>>()?;
         let edits = edits(req, cfg, builders, &bin_dir)?;

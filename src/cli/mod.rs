@@ -312,7 +312,7 @@ struct ToolchainSelect {
     #[arg(long, value_delimiter = ',')]
     platform: Vec<String>,
     /// Languages: rust, go, c (default: all)
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = ["rust", "go", "c"])]
     lang: Vec<String>,
     /// C toolchain recipe to check (default zig)
     #[arg(long, default_value = "zig")]
@@ -459,7 +459,7 @@ fn toolchain_command(cmd: ToolchainCommand) -> anyhow::Result<()> {
             .collect::<anyhow::Result<_>>()?
     };
     let checks = if mode == "install" {
-        doctor::install(&targets, &langs, &tools)?
+        doctor::install(&targets, &langs, &sel.toolchain, &tools)?
     } else {
         targets
             .iter()

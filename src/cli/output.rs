@@ -122,22 +122,35 @@ pub fn toolchain_checks(
     if mode.ends_with("json") {
         println!("{}", serde_json::to_string_pretty(checks)?);
     } else if mode == "list" {
+        let cell = |c: &crate::toolchain::doctor::Check| {
+            if c.ready {
+                format!("ready: {}", c.detail)
+            } else {
+                format!("missing: {}", c.fixes.join(" && "))
+            }
+        };
+        // Each column as wide as its widest cell, so rows line up.
+        let widths: Vec<usize> = (0..langs.len())
+            .map(|i| {
+                checks
+                    .chunks(langs.len())
+                    .map(|row| cell(&row[i]).chars().count())
+                    .chain([langs[i].len()])
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
         let mut out = std::io::stdout().lock();
         write!(out, "{:<15}", "PLATFORM")?;
-        for l in langs {
-            write!(out, " {:<34}", l.to_uppercase())?;
+        for (l, w) in langs.iter().zip(&widths) {
+            write!(out, " {:<w$}", l.to_uppercase())?;
         }
         writeln!(out)?;
         // Rows are platforms, in `langs` order.
         for row in checks.chunks(langs.len()) {
             write!(out, "{:<15}", row[0].platform)?;
-            for c in row {
-                let cell = if c.ready {
-                    format!("ready: {}", c.detail)
-                } else {
-                    format!("missing: {}", c.fixes.join(" && "))
-                };
-                write!(out, " {:<34}", cell)?;
+            for (c, w) in row.iter().zip(&widths) {
+                write!(out, " {:<w$}", cell(c))?;
             }
             writeln!(out)?;
         }

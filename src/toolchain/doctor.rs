@@ -122,7 +122,12 @@ fn rust_state(t: &Target, tools: &Path) -> (bool, String, Vec<String>) {
 /// Makes every (platform, language) ready that can be: rustup targets (or
 /// rust-src where rustup has none), then each missing tool's install command,
 /// once. Returns the checks afterwards.
-pub fn install(targets: &[&Target], langs: &[&'static str], tools: &Path) -> Result<Vec<Check>> {
+pub fn install(
+    targets: &[&Target],
+    langs: &[&'static str],
+    c_toolchain: &str,
+    tools: &Path,
+) -> Result<Vec<Check>> {
     if langs.contains(&"rust") {
         for t in targets {
             rust::ensure_target(&t.rust, true, Path::new("."), tools)?;
@@ -131,7 +136,7 @@ pub fn install(targets: &[&Target], langs: &[&'static str], tools: &Path) -> Res
     let mut ran: Vec<String> = Vec::new();
     for t in targets {
         for lang in langs {
-            for fix in check(t, lang, "zig", tools).fixes {
+            for fix in check(t, lang, c_toolchain, tools).fixes {
                 if ran.contains(&fix) {
                     continue;
                 }
@@ -147,6 +152,6 @@ pub fn install(targets: &[&Target], langs: &[&'static str], tools: &Path) -> Res
     }
     Ok(targets
         .iter()
-        .flat_map(|t| langs.iter().map(|l| check(t, l, "zig", tools)))
+        .flat_map(|t| langs.iter().map(|l| check(t, l, c_toolchain, tools)))
         .collect())
 }
