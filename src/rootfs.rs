@@ -18,8 +18,17 @@ use crate::oci::Digest;
 /// How many symlinks one path may pass through (as Linux's MAXSYMLINKS).
 const MAX_LINKS: usize = 40;
 
-/// Unpacks one layer (a tar, gzip or not) from `reader` over `root`.
-pub fn apply_layer(root: &Path, reader: impl Read, digest: &Digest) -> Result<()> {
+/// Directory modes to apply once every layer is unpacked.
+pub type DirModes = Vec<(PathBuf, u32)>;
+
+/// Unpacks one layer (a tar, gzip or not) from `reader` over `root`; the
+/// directories' real modes are added to `modes` (see `finish`).
+pub fn apply_layer(
+    root: &Path,
+    reader: impl Read,
+    digest: &Digest,
+    modes: &mut DirModes,
+) -> Result<()> {
     let mut hashing = HashingReader::new(reader);
     let mut head = [0u8; 2];
     let n = read_full(&mut hashing, &mut head)?;
@@ -36,7 +45,8 @@ pub fn apply_layer(root: &Path, reader: impl Read, digest: &Digest) -> Result<()
             .with_context(|| format!("layer {digest} is not a tar"))?
         {
             let mut entry = entry.with_context(|| format!("layer {digest}: bad tar entry"))?;
-            apply_entry(root, &mut entry).with_context(|| format!("layer {}", digest.short()))?;
+            apply_entry(root, &mut entry, modes)
+                .with_context(|| format!("layer {}", digest.short()))?;
         }
     }
     // Read to the end so the hash covers every byte, padding included.
@@ -46,6 +56,31 @@ pub fn apply_layer(root: &Path, reader: impl Read, digest: &Digest) -> Result<()
         bail!("layer digest mismatch: expected {digest}, got {got}");
     }
     Ok(())
+}
+
+/// Applies the directories' own modes, deepest first, after the last layer.
+pub fn finish(modes: DirModes) -> Result<()> {
+    let mut last: std::collections::BTreeMap<PathBuf, u32> = Default::default();
+    for (p, m) in modes {
+        last.insert(p, m);
+    }
+    for (p, m) in last.iter().rev() {
+        if p.is_dir() {
+            fs::set_permissions(p, fs::Permissions::from_mode(*m))?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes an unpacked tree, read-only directories included (as a non-root
+/// user `remove_dir_all` cannot empty a 0555 directory).
+pub fn remove_tree(root: &Path) -> Result<()> {
+    for e in walkdir::WalkDir::new(root).into_iter().flatten() {
+        if e.file_type().is_dir() {
+            let _ = fs::set_permissions(e.path(), fs::Permissions::from_mode(0o700));
+        }
+    }
+    fs::remove_dir_all(root).with_context(|| format!("cannot remove {}", root.display()))
 }
 
 fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -59,7 +94,11 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(n)
 }
 
-fn apply_entry<R: Read>(root: &Path, entry: &mut tar::Entry<R>) -> Result<()> {
+fn apply_entry<R: Read>(
+    root: &Path,
+    entry: &mut tar::Entry<R>,
+    modes: &mut Vec<(PathBuf, u32)>,
+) -> Result<()> {
     let raw = entry.path()?.to_path_buf();
     let rel = relative(&raw)?;
     let Some(name) = rel.file_name().map(|n| n.to_string_lossy().to_string()) else {
@@ -76,6 +115,10 @@ fn apply_entry<R: Read>(root: &Path, entry: &mut tar::Entry<R>) -> Result<()> {
         return Ok(());
     }
     if let Some(victim) = name.strip_prefix(".wh.") {
+        // `.wh...` would name the parent: a whiteout removes one entry, no more.
+        if victim.is_empty() || victim == "." || victim == ".." || victim.contains('/') {
+            bail!("entry `{}` is not a valid whiteout", raw.display());
+        }
         return remove(&parent.join(victim));
     }
     fs::create_dir_all(&parent)?;
@@ -87,7 +130,10 @@ fn apply_entry<R: Read>(root: &Path, entry: &mut tar::Entry<R>) -> Result<()> {
             remove(&dest)?;
         }
         fs::create_dir_all(&dest)?;
-        fs::set_permissions(&dest, fs::Permissions::from_mode(mode))?;
+        // Owner-writable until every layer is in (a 0555 /usr/bin must still
+        // take its files); the real mode is applied by `finish`.
+        fs::set_permissions(&dest, fs::Permissions::from_mode(mode | 0o700))?;
+        modes.push((dest, mode));
         return Ok(());
     }
     remove(&dest)?;
@@ -248,7 +294,7 @@ mod tests {
     fn dotdot_entries_are_refused() {
         let root = tempfile::tempdir().unwrap();
         let (bytes, d) = layer(|b| file(b, "../escape", b"x", 0o644));
-        let e = apply_layer(root.path(), &bytes[..], &d).unwrap_err();
+        let e = apply_layer(root.path(), &bytes[..], &d, &mut vec![]).unwrap_err();
         assert!(
             format!("{e:#}").contains("climbs out of the image"),
             "{e:#}"
@@ -267,7 +313,7 @@ mod tests {
             file(b, "etc/passwd", b"root", 0o600);
             file(b, "up/x", b"y", 0o755);
         });
-        apply_layer(root.path(), &bytes[..], &d).unwrap();
+        apply_layer(root.path(), &bytes[..], &d, &mut vec![]).unwrap();
         // Nothing reached the host directory the link named …
         assert!(!outside.path().join("passwd").exists());
         // … the writes landed inside the root instead.
@@ -291,13 +337,13 @@ mod tests {
             file(b, "a/gone", b"2", 0o644);
             file(b, "b/old", b"3", 0o644);
         });
-        apply_layer(root.path(), &one[..], &d1).unwrap();
+        apply_layer(root.path(), &one[..], &d1, &mut vec![]).unwrap();
         let (two, d2) = layer(|b| {
             file(b, "a/.wh.gone", b"", 0o644);
             file(b, "b/.wh..wh..opq", b"", 0o644);
             file(b, "b/new", b"4", 0o644);
         });
-        apply_layer(root.path(), &two[..], &d2).unwrap();
+        apply_layer(root.path(), &two[..], &d2, &mut vec![]).unwrap();
         assert!(root.path().join("a/keep").exists());
         assert!(!root.path().join("a/gone").exists());
         assert!(!root.path().join("b/old").exists());
@@ -305,11 +351,50 @@ mod tests {
     }
 
     #[test]
+    fn a_whiteout_cannot_name_the_parent() {
+        let outer = tempfile::tempdir().unwrap();
+        let root = outer.path().join("root");
+        fs::create_dir_all(&root).unwrap();
+        fs::write(outer.path().join("sentinel"), b"keep").unwrap();
+        let (bytes, d) = layer(|b| file(b, ".wh...", b"", 0o644));
+        let e = apply_layer(&root, &bytes[..], &d, &mut vec![]).unwrap_err();
+        assert!(format!("{e:#}").contains("not a valid whiteout"), "{e:#}");
+        assert!(outer.path().join("sentinel").exists());
+    }
+
+    #[test]
+    fn read_only_directories_still_take_their_files() {
+        let root = tempfile::tempdir().unwrap();
+        let (bytes, d) = layer(|b| {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_mode(0o555);
+            h.set_size(0);
+            b.append_data(&mut h, "usr/bin/", &[][..]).unwrap();
+            file(b, "usr/bin/tool", b"x", 0o755);
+        });
+        let mut modes = vec![];
+        apply_layer(root.path(), &bytes[..], &d, &mut modes).unwrap();
+        finish(modes).unwrap();
+        assert!(root.path().join("usr/bin/tool").is_file());
+        let m = fs::metadata(root.path().join("usr/bin"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(m & 0o777, 0o555);
+        fs::set_permissions(
+            root.path().join("usr/bin"),
+            fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn a_corrupt_layer_is_refused() {
         let root = tempfile::tempdir().unwrap();
         let (bytes, _) = layer(|b| file(b, "f", b"x", 0o644));
         let wrong: Digest = format!("sha256:{}", "0".repeat(64)).parse().unwrap();
-        let e = apply_layer(root.path(), &bytes[..], &wrong).unwrap_err();
+        let e = apply_layer(root.path(), &bytes[..], &wrong, &mut vec![]).unwrap_err();
         assert!(e.to_string().contains("digest mismatch"), "{e}");
     }
 }

@@ -141,22 +141,32 @@ pub fn rootfs(img: &Image, store: &BlobStore, cache: &Cache) -> Result<PathBuf> 
     }
     std::fs::create_dir_all(dir.parent().expect("has a parent"))?;
     let tmp = tempfile::tempdir_in(dir.parent().expect("has a parent"))?;
+    unpack(img, store, tmp.path())?;
+    let staged = tmp.keep();
+    if let Err(e) = std::fs::rename(&staged, &dir) {
+        let _ = std::fs::remove_dir_all(&staged);
+        // Another run unpacked the same chain first: use theirs.
+        if !dir.is_dir() {
+            return Err(e).with_context(|| format!("cannot move the rootfs to {}", dir.display()));
+        }
+    }
+    Ok(dir)
+}
+
+/// Unpacks every layer of `img` into `dir`, then applies directory modes.
+pub fn unpack(img: &Image, store: &BlobStore, dir: &Path) -> Result<()> {
     ui::status(
         "Unpacking",
         &format!("{} layers for {}", img.layers.len(), img.platform),
     );
+    let mut modes = Vec::new();
     for l in &img.layers {
         let file = store
             .open_blob(l)
             .with_context(|| format!("layer {l} is missing"))?;
-        rootfs::apply_layer(tmp.path(), std::io::BufReader::new(file), l)?;
+        rootfs::apply_layer(dir, std::io::BufReader::new(file), l, &mut modes)?;
     }
-    let staged = tmp.keep();
-    if std::fs::rename(&staged, &dir).is_err() {
-        // Another run unpacked the same chain first: use theirs.
-        std::fs::remove_dir_all(&staged)?;
-    }
-    Ok(dir)
+    rootfs::finish(modes)
 }
 
 /// Runs the image's entrypoint (+ cmd, or `args` in cmd's place) in `root`;
@@ -185,12 +195,19 @@ pub fn exec(img: &Image, root: &Path, args: &[String], quiet_stdout: bool) -> Re
     let target = targets::find(&img.platform)
         .with_context(|| format!("no qemu known for {}", img.platform))?;
     let native = is_native(&img.platform) && elf::interpreter(&exe)?.is_none();
+    // argv[0] is the name the image uses (`sh`, not the busybox it links to):
+    // multi-call binaries choose their applet by it.
     let mut cmd = if native {
-        Command::new(&exe)
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(&exe);
+        c.arg0(&program);
+        c
     } else {
-        let qemu = format!("qemu-{}-static", target.qemu);
-        let mut c = Command::new(&qemu);
-        c.arg("-L").arg(root).arg(&exe);
+        // Found on the host's PATH now: the child's PATH is the image's.
+        let name = format!("qemu-{}-static", target.qemu);
+        let qemu = host_program(&name).unwrap_or_else(|| PathBuf::from(&name));
+        let mut c = Command::new(qemu);
+        c.arg("-L").arg(root).arg("-0").arg(&program).arg(&exe);
         c
     };
     cmd.args(&argv[1..]).env_clear();
@@ -217,6 +234,14 @@ pub fn exec(img: &Image, root: &Path, args: &[String], quiet_stdout: bool) -> Re
             )
         }
     })
+}
+
+/// `name` on this machine's PATH.
+fn host_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// `program` inside the rootfs: an absolute path, or looked up on the image's PATH.

@@ -425,9 +425,14 @@ fn smoke(plan: &Plan, store: &BlobStore, cache: &Cache, index: &Digest, args: &s
     let mut failed = Vec::new();
     for t in &plan.targets {
         let img = crate::run::from_store(store, index, &t.platform)?;
-        let root = crate::run::rootfs(&img, store, cache)?;
+        // A fresh image each build: unpacked into a temp dir, not kept in the
+        // cache (which would grow by a whole rootfs per build).
+        let root = tempfile::tempdir_in(cache.root())?.keep();
         ui::status("Smoke", &format!("{} {args}", t.platform));
-        let status = crate::run::exec(&img, &root, &argv, true)?;
+        let ran = crate::run::unpack(&img, store, &root)
+            .and_then(|()| crate::run::exec(&img, &root, &argv, true));
+        crate::rootfs::remove_tree(&root)?;
+        let status = ran?;
         if !status.success() {
             failed.push(format!("{} ({status})", t.platform));
         }

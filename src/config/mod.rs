@@ -235,6 +235,13 @@ impl<'de> Deserialize<'de> for Mode {
                 // almost always a decimal typo for an octal mode (644 for 0o644).
                 if (0..=0o777).contains(&v) {
                     Ok(Mode(v as u32))
+                } else if (0..=0o7777).contains(&v) {
+                    // Either a decimal typo (644) or an octal literal with
+                    // setuid/setgid/sticky bits (0o4755 reads as 2541): say both.
+                    Err(E::custom(format!(
+                        "mode {v} is not a plain file mode; if you meant octal {v}, write 0o{v} or \"{v}\"; \
+                         for 0o{v:o} (special bits) write \"{v:o}\""
+                    )))
                 } else {
                     Err(E::custom(format!(
                         "mode {v} is not a file mode; write it in octal: 0o{v} or \"{v}\""
@@ -403,6 +410,19 @@ fn validate(c: &ImageConfig, file: &Path, source: &str) -> Result<(), ConfigErro
             find(&format!("\"{d}\"")),
             &msg,
         ));
+    }
+    if c.images.is_some() && c.build.is_some() {
+        let msg = "[[build]] at the top level is not used when [images.NAME] lists the images: \
+                   move it under [images.NAME]";
+        return Err(ConfigError::at(file, source, find("[[build]]"), msg));
+    }
+    if c.images.is_some()
+        && let Some(key) = top_level_build_key(c).filter(|k| !matches!(*k, "libc" | "toolchain"))
+    {
+        let msg = format!(
+            "`{key}` at the top level is not used when [images.NAME] lists the images: move it under [images.NAME]"
+        );
+        return Err(ConfigError::at(file, source, find(key), &msg));
     }
     if c.build.is_some()
         && let Some(key) = top_level_build_key(c)

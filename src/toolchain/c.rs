@@ -104,7 +104,14 @@ impl CProject {
             ),
         );
         let tmp = dir.join(format!(".{output}.tmp"));
-        let mut cmd = Command::new(&cc.cc);
+        // C++ sources compile and link with the C++ driver (its headers, libc++).
+        let cxx = sources.iter().any(|f| {
+            matches!(
+                Path::new(f).extension().and_then(|x| x.to_str()),
+                Some("cc" | "cpp" | "cxx" | "C" | "c++")
+            )
+        });
+        let mut cmd = Command::new(if cxx { &cc.cxx } else { &cc.cc });
         cmd.current_dir(&self.dir).args(&args).arg("-o").arg(&tmp);
         cmd.envs(job.env.iter().map(|(k, v)| (k, v)));
         super::run_captured(cmd, &format!("cc for {}", t.platform))?;

@@ -192,8 +192,12 @@ fn read_module(dir: &Path) -> Result<String> {
 pub fn bin_name(import_path: &str) -> String {
     let mut parts = import_path.rsplit('/');
     let last = parts.next().unwrap_or(import_path);
-    let is_version =
-        last.len() > 1 && last.starts_with('v') && last[1..].bytes().all(|b| b.is_ascii_digit());
+    // Go's rule: a major-version suffix is v2 or higher, without a leading 0.
+    let digits = last.strip_prefix('v').unwrap_or("");
+    let is_version = !digits.is_empty()
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0')
+        && digits != "1";
     match (is_version, parts.next()) {
         (true, Some(prev)) => prev.to_string(),
         _ => last.to_string(),
@@ -210,5 +214,7 @@ mod tests {
         assert_eq!(bin_name("example.com/tool/v2"), "tool");
         assert_eq!(bin_name("example.com/x/cmd/serve"), "serve");
         assert_eq!(bin_name("hello"), "hello");
+        assert_eq!(bin_name("example.com/x/cmd/v1"), "v1");
+        assert_eq!(bin_name("example.com/x/v01"), "v01");
     }
 }
