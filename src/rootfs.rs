@@ -40,12 +40,13 @@ pub fn apply_layer(
             Box::new(chained)
         };
         let mut archive = tar::Archive::new(tar);
+        let mut made = std::collections::HashSet::new();
         for entry in archive
             .entries()
             .with_context(|| format!("layer {digest} is not a tar"))?
         {
             let mut entry = entry.with_context(|| format!("layer {digest}: bad tar entry"))?;
-            apply_entry(root, &mut entry, modes)
+            apply_entry(root, &mut entry, modes, &mut made)
                 .with_context(|| format!("layer {}", digest.short()))?;
         }
     }
@@ -98,6 +99,7 @@ fn apply_entry<R: Read>(
     root: &Path,
     entry: &mut tar::Entry<R>,
     modes: &mut Vec<(PathBuf, u32)>,
+    made: &mut std::collections::HashSet<PathBuf>,
 ) -> Result<()> {
     let raw = entry.path()?.to_path_buf();
     let rel = relative(&raw)?;
@@ -107,9 +109,13 @@ fn apply_entry<R: Read>(
     let parent = secure_join(root, rel.parent().unwrap_or(Path::new("")))?;
     // Whiteouts: `.wh..wh..opq` empties the directory, `.wh.NAME` deletes NAME.
     if name == ".wh..wh..opq" {
+        // Hides what lower layers put there, not this layer's own entries.
         if parent.is_dir() {
             for e in fs::read_dir(&parent)? {
-                remove(&e?.path())?;
+                let p = e?.path();
+                if !made.contains(&p) {
+                    remove(&p)?;
+                }
             }
         }
         return Ok(());
@@ -123,6 +129,7 @@ fn apply_entry<R: Read>(
     }
     fs::create_dir_all(&parent)?;
     let dest = parent.join(&name);
+    made.insert(dest.clone());
     let mode = entry.header().mode()? & 0o7777;
     let kind = entry.header().entry_type();
     if kind.is_dir() {
@@ -344,6 +351,15 @@ mod tests {
             file(b, "b/new", b"4", 0o644);
         });
         apply_layer(root.path(), &two[..], &d2, &mut vec![]).unwrap();
+        let (three, d3) = layer(|b| {
+            file(b, "c/mine", b"5", 0o644);
+            file(b, "c/.wh..wh..opq", b"", 0o644);
+        });
+        apply_layer(root.path(), &three[..], &d3, &mut vec![]).unwrap();
+        assert!(
+            root.path().join("c/mine").exists(),
+            "opq keeps its own layer's entries"
+        );
         assert!(root.path().join("a/keep").exists());
         assert!(!root.path().join("a/gone").exists());
         assert!(!root.path().join("b/old").exists());

@@ -135,6 +135,7 @@ impl CProject {
     fn stamp(&self, cc: &CcSet, args: &[String]) -> Result<String> {
         let mut h = Sha256::new();
         h.update(std::fs::read(&cc.cc)?);
+        h.update(cc.version.as_bytes());
         for a in args {
             h.update(a.as_bytes());
             h.update([0]);

@@ -50,6 +50,8 @@ pub struct CcSet {
     pub strip: PathBuf,
     /// zig's -target (or the gcc prefix), for messages.
     pub target_name: String,
+    /// The tool's version line: part of build stamps, so an upgrade rebuilds.
+    pub version: String,
 }
 
 /// The tool behind a toolchain recipe, found once per call site.
@@ -127,6 +129,7 @@ impl CcSet {
             } else {
                 target.gcc.clone()
             },
+            version: found.version.clone(),
         })
     }
 
