@@ -70,15 +70,19 @@ fn require_toolchains(langs: &str) {
     );
 }
 
-/// Builds `project` for all platforms into a layout tagged `1`.
+/// Builds `project` for all platforms into a layout tagged `1`. Each example
+/// has its own cargo target dir: std built from source is shared by every crate
+/// in a target dir, and two crates with different rustflags (their remap paths)
+/// building at once would rebuild each other's std.
 fn build_all(project: &Path, layout: &Path) -> String {
+    let name = project.file_name().unwrap().to_string_lossy().to_string();
     let out = run_ok(
         xarch()
             .arg("build")
             .arg(project)
             .args(["--platform", ALL, "-t", "app:1", "--oci-layout"])
             .arg(layout)
-            .env("CARGO_TARGET_DIR", shared_target()),
+            .env("CARGO_TARGET_DIR", shared_target().join(name)),
     );
     stderr(&out)
 }
