@@ -194,7 +194,7 @@ async fn fetch(client: &Client, r: &Reference, cache: &Cache) -> Result<Digest> 
     let manifests = if media::is_index(&top.media_type) {
         let mut out = Vec::new();
         for (_, entry) in image_entries(&root)?.0 {
-            let child = r.with_digest(&entry_digest(&entry)?);
+            let child = r.with_digest(&entry.digest);
             let m = pull::manifest(client, &child, cache, false).await?;
             out.push(serde_json::from_slice::<Value>(&m.bytes)?);
         }
@@ -242,8 +242,7 @@ fn from_store(store: &BlobStore, root: &Digest) -> Result<Source> {
         let (entries, dropped) = image_entries(&top)?;
         let mut images = Vec::new();
         for (platform, entry) in entries {
-            let digest = entry_digest(&entry)?;
-            images.push(image(store, platform, digest, Some(entry))?);
+            images.push(image(store, platform, entry.digest, Some(entry.json))?);
         }
         (images, dropped)
     } else {
@@ -283,19 +282,16 @@ fn image(
 
 /// The index's platform images, and how many other entries it has
 /// (attestations: `unknown/unknown`, or no platform). A nested index is refused.
-fn image_entries(index: &Value) -> Result<(Vec<(Platform, Value)>, usize)> {
+fn image_entries(index: &Value) -> Result<(Vec<(Platform, crate::oci::index::Entry)>, usize)> {
     let mut out = Vec::new();
     let mut dropped = 0;
-    for m in index["manifests"].as_array().into_iter().flatten() {
-        if media::is_index(m["mediaType"].as_str().unwrap_or_default()) {
-            bail!("nested indexes are not supported ({})", m["digest"]);
+    for e in crate::oci::index::entries(index)? {
+        if media::is_index(&e.media_type) {
+            bail!("nested indexes are not supported ({})", e.digest);
         }
-        let p = &m["platform"];
-        match (p["os"].as_str(), p["architecture"].as_str()) {
-            (Some(os), Some(arch)) if os != "unknown" && arch != "unknown" => {
-                out.push((Platform::new(os, arch, p["variant"].as_str()), m.clone()));
-            }
-            _ => dropped += 1,
+        match e.platform.clone().filter(|_| !e.is_attestation()) {
+            Some(p) => out.push((p, e)),
+            None => dropped += 1,
         }
     }
     Ok((out, dropped))
@@ -329,13 +325,6 @@ fn layout_bases(
 fn layers(manifest: &Value, what: &ImageRef) -> Result<Vec<Descriptor>> {
     serde_json::from_value(manifest["layers"].clone())
         .with_context(|| format!("{what}: manifest layers are malformed"))
-}
-
-fn entry_digest(entry: &Value) -> Result<Digest> {
-    Ok(entry["digest"]
-        .as_str()
-        .context("index entry without digest")?
-        .parse()?)
 }
 
 fn config_digest(manifest: &Value) -> Result<Digest> {
