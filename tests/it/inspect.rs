@@ -2,7 +2,7 @@
 //! raw bytes identical, their sha256 the digest reported, every platform, manifest
 //! and layer digest in the tree, configs as skopeo reads them.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Output};
 

@@ -1,7 +1,7 @@
 //! Go, C, Rust-with-C and mixed images for all eight platforms, each binary run
 //! from its image (natively or under qemu-user), and the toolchain errors.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! front of a real one: corrupted blobs, oversized manifests, 503/429 with
 //! `Retry-After`, dropped connections.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Output;

@@ -2,7 +2,7 @@
 //! bearer tokens from a token server the registry trusts, HTTPS with a test CA,
 //! and (fault injection) a redirect to another host.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -304,11 +304,13 @@ fn a_redirect_to_another_host_gets_no_credential() {
     use xarch::registry::client::{Body, headers};
     use xarch::registry::{Client, Options, Reference};
 
-    let seen: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    // (method, Authorization) of each request the storage host received.
+    type Seen = Vec<(String, Option<String>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let record = seen.clone();
     let storage = Server::start(move |req| {
         let auth = req.header("authorization").map(String::from);
-        record.lock().unwrap().push(auth);
+        record.lock().unwrap().push((req.method.clone(), auth));
         Response::new(200, "blob bytes")
     });
     let elsewhere = format!("http://{}/signed/blob", storage.addr);
@@ -346,7 +348,7 @@ fn a_redirect_to_another_host_gets_no_credential() {
     assert_eq!(body, "blob bytes");
     assert_eq!(
         *seen.lock().unwrap(),
-        [None],
+        [("GET".to_string(), None)],
         "the credential followed the redirect"
     );
 }

@@ -3,7 +3,7 @@
 //! than uploaded, layouts as targets, refusals that tag nothing, and `--amend`.
 //! Every index is read back with skopeo and its images run.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -1,8 +1,6 @@
 //! Shared test harness: the xarch binary, third-party tools (a missing one fails
 //! with the command that installs it), example copies and OCI layout checks.
 
-#![allow(dead_code)]
-
 pub mod http;
 pub mod pki;
 pub mod proxy;

@@ -1,7 +1,7 @@
 //! `xarch build` end to end: real cargo cross builds, layouts checked with skopeo
 //! and umoci, binaries run under qemu-user.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};

@@ -1,7 +1,7 @@
 //! Registries end to end, against real Distribution processes: multi-arch bases
 //! pulled per platform, images pushed, checked with skopeo and run under qemu.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

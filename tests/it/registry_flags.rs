@@ -1,7 +1,7 @@
 //! Registry flags against a real Distribution registry: `--offline` (cache only,
 //! never the network), `--chunk-size` (PATCH uploads) and `-j 1`.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 //! marker layer), checked by digest arithmetic with skopeo, run under qemu,
 //! and the refusals that push nothing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::io::{Read, Write};

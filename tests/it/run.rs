@@ -1,7 +1,7 @@
 //! `xarch run` and `build --smoke`: an image's entrypoint run from its
 //! unpacked filesystem, natively or under qemu-user; hostile layers refused.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
