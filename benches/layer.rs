@@ -4,20 +4,26 @@
 //! bytes, a quarter log-like text, a quarter table-like binary), then, three times
 //! each and interleaved, measures:
 //!
-//! * xarch: `LayerBuilder::write` (tar → sha256 → gzip -6 → sha256 → blob store,
-//!   including the blob's fsync and rename), run in a child process — this binary
-//!   re-executed with `XARCH_BENCH_LAYER_CHILD` set — so its peak RSS is its own;
-//! * the peer: `tar -cf - -C DIR big.bin | gzip -6 | sha256sum` under `bash -c`
-//!   with `set -o pipefail` (writes nothing to disk).
+//! * xarch gzip: `LayerBuilder::write` with gzip -6 on every core (tar → sha256 →
+//!   parallel block gzip → sha256 → blob store, including the blob's fsync and
+//!   rename), run in a child process — this binary re-executed with
+//!   `XARCH_BENCH_LAYER_CHILD` set — so its peak RSS is its own;
+//! * xarch zstd: the same with zstd -3 on every core;
+//! * the peers, under `bash -c` with `set -o pipefail` (writing nothing to disk):
+//!   `tar -cf - -C DIR big.bin | gzip -6 | sha256sum`, the same with
+//!   `pigz -6 -p N` (N = this machine's cores) and with `zstd -3 -T0`.
+//!
+//! Once more, outside the comparison, xarch gzip on one thread (`-j 1`): its
+//! digest must equal the multi-threaded one, and its time shows the scaling.
 //!
 //! Wall time is taken from spawn to reap; CPU time (user + system) and peak RSS
 //! come from `wait4`'s rusage, which on Linux covers the child and every
-//! descendant it reaped: for the pipeline, CPU is the sum over bash, tar, gzip
-//! and sha256sum, and peak RSS the largest of them. CPU time is the figure to
-//! trust when other work shares the machine.
+//! descendant it reaped: for a pipeline, CPU is the sum over its processes and
+//! peak RSS the largest of them.
 //!
-//! Exits non-zero when the layer writer's peak RSS reaches 64 MiB: memory must
-//! stay flat whatever the layer size.
+//! Exits non-zero when a layer writer's peak RSS reaches 64 MiB (memory must stay
+//! flat whatever the layer size) or when a digest differs between runs or
+//! thread counts.
 
 use std::env;
 use std::fs::{self, File};
@@ -27,13 +33,13 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use xarch::oci::{BlobStore, LayerBuilder, LayerOptions, media};
+use xarch::oci::{BlobStore, Compression, Family, LayerBuilder, LayerOptions};
 
 const MIB: u64 = 1 << 20;
 const INPUT_SIZE: u64 = 256 * MIB;
 const RUNS: usize = 3;
 const RSS_LIMIT_KIB: u64 = 64 * 1024;
-/// Set in the re-executed child: `<input file>\n<store dir>`.
+/// Set in the re-executed child: `<input>\n<store dir>\n<gzip|zstd>\n<threads>`.
 const CHILD_ENV: &str = "XARCH_BENCH_LAYER_CHILD";
 const INPUT_NAME: &str = "big.bin";
 
@@ -52,16 +58,22 @@ fn main() -> ExitCode {
 
 /// Writes one layer and reports its facts on stdout, one `key value` a line.
 fn child(spec: &str) -> Result<()> {
-    let (src, store_dir) = spec
-        .split_once('\n')
-        .with_context(|| format!("bad {CHILD_ENV}"))?;
+    let parts: Vec<&str> = spec.split('\n').collect();
+    let [src, store_dir, alg, threads] = parts[..] else {
+        bail!("bad {CHILD_ENV}");
+    };
+    let compression = Compression::parse(alg, None)?;
     let store = BlobStore::open(Path::new(store_dir))?;
     let mut b = LayerBuilder::new();
     b.file("data/big.bin", PathBuf::from(src), 0o644)?;
     let start = Instant::now();
     let layer = b.write(
-        LayerOptions { mtime: 0, level: 6 },
-        media::OCI_LAYER_GZIP,
+        LayerOptions {
+            mtime: 0,
+            compression,
+            threads: threads.parse()?,
+        },
+        compression.media_type(Family::Oci),
         &store,
     )?;
     let secs = start.elapsed().as_secs_f64();
@@ -95,6 +107,7 @@ fn measure(cmd: &mut Command) -> Result<Run> {
     let start = Instant::now();
     let mut child = cmd
         .stdout(Stdio::piped())
+        .stdin(Stdio::null())
         .spawn()
         .with_context(|| format!("cannot start {cmd:?}"))?;
     let mut stdout = String::new();
@@ -141,6 +154,90 @@ fn mib_of_kib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
 
+/// One thing measured: an xarch layer write (`alg`, `threads`) or a peer
+/// pipeline (`script`).
+struct Variant {
+    label: String,
+    xarch: Option<(&'static str, usize)>,
+    script: String,
+    runs: Vec<Run>,
+    digest: Option<String>,
+}
+
+impl Variant {
+    fn xarch(label: &str, alg: &'static str, threads: usize) -> Variant {
+        Variant {
+            label: label.into(),
+            xarch: Some((alg, threads)),
+            script: String::new(),
+            runs: vec![],
+            digest: None,
+        }
+    }
+
+    fn peer(label: &str, dir: &Path, compressor: &str) -> Variant {
+        Variant {
+            label: label.into(),
+            xarch: None,
+            script: format!(
+                "set -o pipefail; tar -cf - -C '{}' {INPUT_NAME} | {compressor} | sha256sum",
+                dir.display()
+            ),
+            runs: vec![],
+            digest: None,
+        }
+    }
+
+    /// Runs once, checking that an xarch digest never changes.
+    fn run(&mut self, exe: &Path, input: &Path, tmp: &Path) -> Result<()> {
+        let run = match self.xarch {
+            Some((alg, threads)) => {
+                let store = tmp.join("store");
+                let spec = format!("{}\n{}\n{alg}\n{threads}", input.display(), store.display());
+                let run = measure(Command::new(exe).env(CHILD_ENV, spec))?;
+                fs::remove_dir_all(&store)?; // keep the disk footprint to one blob
+                let digest = field(&run.stdout, "digest").unwrap_or("?").to_string();
+                match &self.digest {
+                    Some(d) if *d != digest => {
+                        bail!(
+                            "{}: digest changed between runs: {d} then {digest}",
+                            self.label
+                        )
+                    }
+                    _ => self.digest = Some(digest),
+                }
+                run
+            }
+            None => measure(Command::new("bash").arg("-c").arg(&self.script))?,
+        };
+        println!(
+            "  {:<28} {:6.2}s wall, {:6.2}s CPU, peak RSS {:5.1} MiB",
+            self.label,
+            run.wall.as_secs_f64(),
+            run.cpu.as_secs_f64(),
+            mib_of_kib(run.maxrss_kib),
+        );
+        self.runs.push(run);
+        Ok(())
+    }
+
+    fn wall(&self) -> f64 {
+        median(self.runs.iter().map(|r| r.wall.as_secs_f64()).collect())
+    }
+
+    fn cpu(&self) -> f64 {
+        median(self.runs.iter().map(|r| r.cpu.as_secs_f64()).collect())
+    }
+
+    fn peak_kib(&self) -> u64 {
+        self.runs.iter().map(|r| r.maxrss_kib).max().unwrap_or(0)
+    }
+
+    fn size(&self) -> Option<u64> {
+        field(&self.runs.first()?.stdout, "size")?.parse().ok()
+    }
+}
+
 fn parent() -> Result<ExitCode> {
     let tmp = tempfile::tempdir()?;
     let input = tmp.path().join(INPUT_NAME);
@@ -152,134 +249,109 @@ fn parent() -> Result<ExitCode> {
         INPUT_SIZE / MIB,
         t.elapsed().as_secs_f64()
     );
-    print_machine();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    print_machine(cores);
 
     let exe = env::current_exe()?;
-    let peer_script = format!(
-        "set -o pipefail; tar -cf - -C '{}' {INPUT_NAME} | gzip -6 | sha256sum",
-        tmp.path().display()
-    );
-
-    let mut xarch_runs = Vec::new();
-    let mut peer_runs = Vec::new();
-    let mut layer_facts: Option<(String, String, u64)> = None;
+    let dir = tmp.path();
+    let mut variants = vec![
+        Variant::xarch("xarch gzip -6", "gzip", cores),
+        Variant::peer("tar | gzip -6 | sha256sum", dir, "gzip -6"),
+        Variant::peer(
+            &format!("tar | pigz -6 -p{cores} | sha256sum"),
+            dir,
+            &format!("pigz -6 -p{cores}"),
+        ),
+        Variant::xarch("xarch zstd -3", "zstd", cores),
+        Variant::peer("tar | zstd -3 -T0 | sha256sum", dir, "zstd -3 -T0 -q"),
+    ];
     for i in 1..=RUNS {
-        let store = tmp.path().join(format!("store-{i}"));
-        let run = measure(
-            Command::new(&exe)
-                .env(
-                    CHILD_ENV,
-                    format!("{}\n{}", input.display(), store.display()),
-                )
-                .stdin(Stdio::null()),
-        )?;
-        fs::remove_dir_all(&store)?; // keep the disk footprint to one blob
-        let digest = field(&run.stdout, "digest").unwrap_or("?").to_string();
-        let diff_id = field(&run.stdout, "diff_id").unwrap_or("?").to_string();
-        let size: u64 = field(&run.stdout, "size")
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        println!(
-            "run {i} xarch: {:6.2}s wall, {:6.2}s CPU, layer write {}s, peak RSS {:.1} MiB (VmHWM {:.1} MiB)",
-            run.wall.as_secs_f64(),
-            run.cpu.as_secs_f64(),
-            field(&run.stdout, "write_secs").unwrap_or("?"),
-            mib_of_kib(run.maxrss_kib),
-            mib_of_kib(
-                field(&run.stdout, "vmhwm_kib")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(0)
-            ),
-        );
-        match &layer_facts {
-            None => layer_facts = Some((digest, diff_id, size)),
-            Some((d, _, _)) if *d != digest => {
-                bail!("layer digest changed between runs: {d} then {digest}")
-            }
-            Some(_) => {}
+        println!("run {i}:");
+        for v in &mut variants {
+            v.run(&exe, &input, dir)?;
         }
-        xarch_runs.push(run);
-
-        let run = measure(
-            Command::new("bash")
-                .arg("-c")
-                .arg(&peer_script)
-                .stdin(Stdio::null()),
-        )?;
-        println!(
-            "run {i} peer:  {:6.2}s wall, {:6.2}s CPU, peak RSS {:.1} MiB, sha256 of gzip stream {}",
-            run.wall.as_secs_f64(),
-            run.cpu.as_secs_f64(),
-            mib_of_kib(run.maxrss_kib),
-            run.stdout.split_whitespace().next().unwrap_or("?"),
+    }
+    println!("once more, one thread:");
+    let mut single = Variant::xarch("xarch gzip -6, -j 1", "gzip", 1);
+    single.run(&exe, &input, dir)?;
+    let mut failed = false;
+    if single.digest != variants[0].digest {
+        eprintln!(
+            "FAIL: gzip digest with -j 1 ({:?}) differs from -j {cores} ({:?})",
+            single.digest, variants[0].digest
         );
-        peer_runs.push(run);
+        failed = true;
     }
 
-    let (digest, diff_id, size) = layer_facts.context("no runs")?;
     println!();
-    println!("layer digest:  {digest}");
-    println!("layer diff_id: {diff_id}");
-    println!(
-        "layer size:    {size} bytes ({:.1}% of the input)",
-        size as f64 * 100.0 / INPUT_SIZE as f64
-    );
-    print_stage_rss(tmp.path());
-
-    let secs = |runs: &[Run]| median(runs.iter().map(|r| r.wall.as_secs_f64()).collect());
-    let cpu = |runs: &[Run]| median(runs.iter().map(|r| r.cpu.as_secs_f64()).collect());
-    let peak = |runs: &[Run]| runs.iter().map(|r| r.maxrss_kib).max().unwrap_or(0);
-    let (xs, ps) = (secs(&xarch_runs), secs(&peer_runs));
-    let (xr, pr) = (peak(&xarch_runs), peak(&peer_runs));
+    for v in variants.iter().filter(|v| v.xarch.is_some()) {
+        let size = v.size().unwrap_or(0);
+        println!(
+            "{}: digest {}, {size} bytes ({:.1}% of the input)",
+            v.label,
+            v.digest.as_deref().unwrap_or("?"),
+            size as f64 * 100.0 / INPUT_SIZE as f64
+        );
+    }
+    println!();
     let mib = (INPUT_SIZE / MIB) as f64;
-    println!();
     println!(
-        "| {RUNS} runs each, {} MiB input | median wall | MiB/s | median CPU | peak RSS |",
+        "| {RUNS} runs each, {} MiB input, {cores} cores | median wall | MiB/s | median CPU | peak RSS |",
         INPUT_SIZE / MIB
     );
     println!("|---|---|---|---|---|");
-    println!(
-        "| xarch LayerBuilder::write (gzip -6, zlib-rs) | {xs:.2} s | {:.0} | {:.2} s | {:.1} MiB |",
-        mib / xs,
-        cpu(&xarch_runs),
-        mib_of_kib(xr)
-    );
-    println!(
-        "| tar \\| gzip -6 \\| sha256sum | {ps:.2} s | {:.0} | {:.2} s | {:.1} MiB |",
-        mib / ps,
-        cpu(&peer_runs),
-        mib_of_kib(pr)
-    );
+    for v in variants.iter().chain(std::iter::once(&single)) {
+        println!(
+            "| {} | {:.2} s | {:.0} | {:.2} s | {:.1} MiB |",
+            v.label.replace('|', "\\|"),
+            v.wall(),
+            mib / v.wall(),
+            v.cpu(),
+            mib_of_kib(v.peak_kib())
+        );
+    }
     println!();
+    let ratio = |a: usize, b: usize| variants[a].wall() / variants[b].wall();
     println!(
-        "ratio xarch/peer (median wall): {:.2} ({})",
-        xs / ps,
-        if xs < ps {
-            "xarch is faster"
-        } else {
-            "xarch is slower"
-        }
+        "ratio xarch gzip / gzip -6 (median wall):  {:.2} (target ≤ 0.30)",
+        ratio(0, 1)
+    );
+    println!(
+        "ratio xarch gzip / pigz -6 (median wall):  {:.2} (target ≤ 0.90)",
+        ratio(0, 2)
+    );
+    println!(
+        "ratio xarch zstd / zstd -3 (median wall):  {:.2} (target ≤ 1.30)",
+        ratio(3, 4)
+    );
+    println!(
+        "xarch gzip scaling, -j 1 / -j {cores}:          {:.2}",
+        single.wall() / variants[0].wall()
     );
 
-    if xr >= RSS_LIMIT_KIB {
-        eprintln!(
-            "FAIL: the layer writer's peak RSS was {:.1} MiB, at or above the {} MiB limit: \
-             memory must stay flat whatever the layer size",
-            mib_of_kib(xr),
-            RSS_LIMIT_KIB / 1024
-        );
+    for v in variants.iter().filter(|v| v.xarch.is_some()) {
+        if v.peak_kib() >= RSS_LIMIT_KIB {
+            eprintln!(
+                "FAIL: {}: peak RSS {:.1} MiB, at or above the {} MiB limit: \
+                 memory must stay flat whatever the layer size",
+                v.label,
+                mib_of_kib(v.peak_kib()),
+                RSS_LIMIT_KIB / 1024
+            );
+            failed = true;
+        }
+    }
+    if failed {
         return Ok(ExitCode::FAILURE);
     }
     println!(
-        "ok: layer writer peak RSS {:.1} MiB < {} MiB",
-        mib_of_kib(xr),
+        "ok: layer writers' peak RSS < {} MiB; gzip digest equal with -j 1 and -j {cores}",
         RSS_LIMIT_KIB / 1024
     );
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_machine() {
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+fn print_machine(cores: usize) {
     let model = fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
@@ -288,51 +360,17 @@ fn print_machine() {
                 .map(|(_, m)| m.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into());
-    println!("machine: nproc {cpus}, CPU {model}");
-    for tool in ["tar", "gzip"] {
+    let load = fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "machine: nproc {cores}, CPU {model}, load average {}",
+        load.trim()
+    );
+    for tool in ["tar", "gzip", "pigz", "zstd"] {
         if let Ok(out) = Command::new(tool).arg("--version").output() {
-            let text = String::from_utf8_lossy(&out.stdout);
+            let text = String::from_utf8_lossy(&out.stdout) + String::from_utf8_lossy(&out.stderr);
             println!("peer: {}", text.lines().next().unwrap_or(tool));
         }
     }
-}
-
-/// Once, outside the timed runs: which pipeline process is the largest, via
-/// `/usr/bin/time -f %M` on each stage (skipped when GNU time is absent).
-fn print_stage_rss(dir: &Path) {
-    let time = Path::new("/usr/bin/time");
-    if !time.exists() {
-        return;
-    }
-    let log = dir.join("stage-rss.log");
-    let script = format!(
-        "set -o pipefail; T='{t} -a -o {log} -f'; \
-         $T 'tar %M' tar -cf - -C '{d}' {INPUT_NAME} | $T 'gzip %M' gzip -6 | \
-         $T 'sha256sum %M' sha256sum >/dev/null",
-        t = time.display(),
-        log = log.display(),
-        d = dir.display()
-    );
-    let ok = Command::new("bash")
-        .arg("-c")
-        .arg(&script)
-        .status()
-        .is_ok_and(|s| s.success());
-    let text = fs::read_to_string(&log).unwrap_or_default();
-    if !ok || text.is_empty() {
-        return;
-    }
-    let stages: Vec<String> = text
-        .lines()
-        .filter_map(|l| {
-            let (name, kib) = l.rsplit_once(' ')?;
-            Some(format!("{name} {:.1} MiB", mib_of_kib(kib.parse().ok()?)))
-        })
-        .collect();
-    println!(
-        "peer peak RSS by stage (one extra run): {}",
-        stages.join(", ")
-    );
 }
 
 // ------------------------------------------------------------------- input

@@ -10,7 +10,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use flate2::read::MultiGzDecoder;
 use sha2::{Digest as _, Sha256};
 
 use crate::oci::Digest;
@@ -21,7 +20,7 @@ const MAX_LINKS: usize = 40;
 /// Directory modes to apply once every layer is unpacked.
 pub type DirModes = Vec<(PathBuf, u32)>;
 
-/// Unpacks one layer (a tar, gzip or not) from `reader` over `root`; the
+/// Unpacks one layer (a tar: plain, gzip or zstd) from `reader` over `root`; the
 /// directories' real modes are added to `modes` (see `finish`).
 pub fn apply_layer(
     root: &Path,
@@ -30,15 +29,8 @@ pub fn apply_layer(
     modes: &mut DirModes,
 ) -> Result<()> {
     let mut hashing = HashingReader::new(reader);
-    let mut head = [0u8; 2];
-    let n = read_full(&mut hashing, &mut head)?;
     {
-        let chained = io::Cursor::new(head[..n].to_vec()).chain(&mut hashing);
-        let tar: Box<dyn Read + '_> = if head[..n] == [0x1f, 0x8b] {
-            Box::new(MultiGzDecoder::new(chained))
-        } else {
-            Box::new(chained)
-        };
+        let tar = crate::oci::compress::decoder(&mut hashing)?;
         let mut archive = tar::Archive::new(tar);
         let mut made = std::collections::HashSet::new();
         for entry in archive
@@ -82,17 +74,6 @@ pub fn remove_tree(root: &Path) -> Result<()> {
         }
     }
     fs::remove_dir_all(root).with_context(|| format!("cannot remove {}", root.display()))
-}
-
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 fn apply_entry<R: Read>(

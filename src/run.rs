@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::Cache;
-use crate::oci::{BlobStore, Digest, Layout, media};
+use crate::oci::{BlobStore, Digest, Layout, compress, media};
 use crate::platform::Platform;
 use crate::registry::reference::ImageRef;
 use crate::registry::{Client, pull};
@@ -58,6 +58,7 @@ pub fn resolve(
                 .context("the registry gave no image for the platform")?;
             let mut layers = Vec::new();
             for l in &base.layers {
+                compress::check_readable(l.media_type().as_ref())?;
                 let d: Digest = l.digest().to_string().parse()?;
                 if !cache.blobs().has(&d) {
                     ui::status(
@@ -116,8 +117,11 @@ pub fn from_store(store: &BlobStore, digest: &Digest, platform: &Platform) -> Re
         .as_array()
         .into_iter()
         .flatten()
-        .map(|l| l["digest"].as_str().unwrap_or_default().parse())
-        .collect::<Result<Vec<Digest>, _>>()?;
+        .map(|l| {
+            compress::check_readable(l["mediaType"].as_str().unwrap_or_default())?;
+            Ok(l["digest"].as_str().unwrap_or_default().parse()?)
+        })
+        .collect::<Result<Vec<Digest>>>()?;
     Ok(Image {
         config,
         layers,

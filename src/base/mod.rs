@@ -6,7 +6,7 @@ use base64::Engine;
 use serde_json::json;
 
 use crate::oci::image::{Base, DEFAULT_PATH, descriptor};
-use crate::oci::{BlobStore, Family, LayerBuilder, LayerOptions};
+use crate::oci::{BlobStore, Compression, Family, LayerBuilder, LayerOptions};
 use crate::platform::Platform;
 
 /// The uid:gid images on `static` run as by default (distroless's `nonroot`).
@@ -71,7 +71,11 @@ pub fn builtin(name: &str, mtime: u64, store: &BlobStore) -> Result<Builtin> {
         }),
         "static" => {
             let layer = static_layer().write(
-                LayerOptions { mtime, level: 9 },
+                LayerOptions {
+                    mtime,
+                    compression: Compression::Gzip(9),
+                    threads: 1,
+                },
                 Family::Oci.layer_gzip(),
                 store,
             )?;

@@ -149,7 +149,8 @@ fn run_image(
         .unwrap_or_else(|| cache.blobs().clone());
     let opts = LayerOptions {
         mtime: plan.epoch,
-        level: 6,
+        compression: plan.compression,
+        threads: plan.jobs,
     };
     let files = plan.files_layer()?;
     let mut files_layers: BTreeMap<&'static str, Layer> = BTreeMap::new();
@@ -178,9 +179,11 @@ fn run_image(
                 builtins[name].for_platform(platform)
             }
         };
+        // zstd layers need OCI media types: a Docker schema 2 base is retyped.
+        let base = base.in_family(plan.compression.family_for(base.family))?;
         let mut layers = Vec::new();
         if let Some(f) = &files {
-            let media = base.family.layer_gzip();
+            let media = plan.compression.media_type(base.family);
             let l = match files_layers.get(media) {
                 Some(l) => l.clone(),
                 None => {
@@ -200,7 +203,7 @@ fn run_image(
             &cache,
             &builder,
             opts,
-            base.family.layer_gzip(),
+            plan.compression.media_type(base.family),
             &store,
             &what,
         )?;

@@ -42,6 +42,9 @@ pub struct BuildRequest {
     pub user: Option<String>,
     pub install: bool,
     pub jobs: Option<usize>,
+    /// `--compression` and `--compression-level`.
+    pub compression: Option<String>,
+    pub compression_level: Option<i32>,
     /// Push to the registry named by the tags.
     pub push: bool,
     pub registry: crate::registry::Options,
@@ -64,8 +67,9 @@ pub struct Plan {
     /// Values for `{{…}}` templates: version, git.sha, git.short_sha, date.
     pub vars: BTreeMap<String, String>,
     pub install: bool,
-    /// Parallel compiles (`-j`, else the number of CPUs).
+    /// Parallel compiles and compression threads (`-j`, else the number of CPUs).
     pub jobs: usize,
+    pub compression: crate::oci::Compression,
     /// Where the default layout and Go/C outputs go.
     pub target_dir: PathBuf,
     pub overrides: BTreeMap<Platform, PlatformOverride>,
@@ -179,6 +183,12 @@ impl Plan {
             jobs: req
                 .jobs
                 .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get())),
+            compression: crate::oci::Compression::choose(
+                req.compression.as_deref(),
+                req.compression_level,
+                cfg.compression.as_deref(),
+                cfg.compression_level,
+            )?,
             // A lone Cargo project keeps cargo's target dir (a workspace's, too);
             // anything else writes under the project's own `target/`.
             target_dir: match builders {

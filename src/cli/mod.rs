@@ -265,9 +265,15 @@ struct BuildArgs {
     /// Never install missing Rust targets with rustup
     #[arg(long)]
     no_install: bool,
-    /// Parallel compile jobs
+    /// Parallel compile jobs and compression threads
     #[arg(short, long, value_name = "N")]
     jobs: Option<usize>,
+    /// Layer compression (default gzip; zstd makes the image OCI)
+    #[arg(long, value_name = "ALG", value_parser = ["gzip", "zstd", "none"])]
+    compression: Option<String>,
+    /// Compression level: gzip 0-9 (default 6), zstd 1-22 (default 3)
+    #[arg(long, value_name = "N")]
+    compression_level: Option<i32>,
     /// Print the result as JSON on stdout
     #[arg(long)]
     json: bool,
@@ -493,6 +499,8 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         user: args.user,
         install: !args.no_install,
         jobs: args.jobs,
+        compression: args.compression,
+        compression_level: args.compression_level,
         push: args.push,
         registry,
         offline: args.offline,

@@ -39,6 +39,10 @@ pub struct ImageConfig {
     pub files: Option<Vec<FileEntry>>,
     /// Where binaries land in the image (default `/usr/local/bin`).
     pub bin_dir: Option<String>,
+    /// Layer compression: `gzip` (default), `zstd` or `none`.
+    pub compression: Option<String>,
+    /// gzip 0–9 (default 6), zstd 1–22 (default 3).
+    pub compression_level: Option<i32>,
     /// Rust: binaries of the package to put in the image (default: all).
     pub bins: Option<Vec<String>>,
     pub package: Option<String>,
@@ -138,6 +142,8 @@ impl ImageConfig {
                     ports,
                     files,
                     bin_dir,
+                    compression,
+                    compression_level,
                     profile,
                     rustflags,
                     version,
@@ -410,6 +416,17 @@ fn validate(c: &ImageConfig, file: &Path, source: &str) -> Result<(), ConfigErro
             find(&format!("\"{d}\"")),
             &msg,
         ));
+    }
+    if c.compression.is_some() || c.compression_level.is_some() {
+        let name = c.compression.as_deref().unwrap_or("gzip");
+        if let Err(e) = crate::oci::Compression::parse(name, c.compression_level) {
+            return Err(ConfigError::at(
+                file,
+                source,
+                find("compression"),
+                &e.to_string(),
+            ));
+        }
     }
     if c.images.is_some() && c.build.is_some() {
         let msg = "[[build]] at the top level is not used when [images.NAME] lists the images: \

@@ -28,6 +28,26 @@ pub struct Base {
     pub digest: Option<Digest>,
 }
 
+impl Base {
+    /// The same base typed for `family`: its layers keep their bytes and get
+    /// that family's media types (the image's manifest and config follow the
+    /// family when written). A layer with no counterpart is an error.
+    pub fn in_family(&self, family: Family) -> Result<Base> {
+        let mut out = self.clone();
+        if family == self.family {
+            return Ok(out);
+        }
+        for d in &mut out.layers {
+            let t = super::media::layer_in(family, d.media_type().as_ref()).map_err(|e| {
+                anyhow::anyhow!("base {}: {e}", self.name.as_deref().unwrap_or("image"))
+            })?;
+            d.set_media_type(MediaType::from(t.as_str()));
+        }
+        out.family = family;
+        Ok(out)
+    }
+}
+
 /// Changes to the image config, applied over the base's.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConfigEdits {

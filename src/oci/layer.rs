@@ -1,19 +1,20 @@
-//! `Layer`: a gzip-compressed tar written in one streaming pass —
-//! deterministic tar → sha256 (diff_id) → gzip → sha256 (digest) → blob store.
+//! `Layer`: a compressed tar written in one streaming pass —
+//! deterministic tar → sha256 (diff_id) → gzip, zstd or nothing → sha256
+//! (digest) → blob store.
 //!
-//! Tar building and hashing run on one thread, compression on another, joined by
-//! a small bounded channel: both cores work and memory stays flat whatever the size.
+//! Tar building and hashing run on one thread; `compress::encode` takes the
+//! stream in fixed blocks through a small bounded pipe and compresses it on
+//! `threads` more, so every core works and memory stays flat whatever the size.
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use anyhow::{Context, Result, anyhow, bail};
-use flate2::{Compression, GzBuilder};
 
 use super::blobs::BlobStore;
+use super::compress::{self, BlockWriter, Compression};
 use super::digest::{Digest, HashingWriter};
 
 /// A written layer, as the manifest (digest, size) and config (diff_id) need it.
@@ -49,16 +50,23 @@ pub struct LayerBuilder {
     owner: (u64, u64),
 }
 
-/// Fixed metadata for every entry: the reproducible mtime.
+/// How a layer is written: the reproducible mtime of every entry, the
+/// compression, and how many threads may compress (which never changes the
+/// bytes written).
 #[derive(Debug, Clone, Copy)]
 pub struct LayerOptions {
     pub mtime: u64,
-    pub level: u32,
+    pub compression: Compression,
+    pub threads: usize,
 }
 
 impl Default for LayerOptions {
     fn default() -> Self {
-        LayerOptions { mtime: 0, level: 6 }
+        LayerOptions {
+            mtime: 0,
+            compression: Compression::default(),
+            threads: 1,
+        }
     }
 }
 
@@ -142,7 +150,13 @@ impl LayerBuilder {
         use sha2::{Digest as _, Sha256};
         use std::os::unix::fs::MetadataExt;
         let mut h = Sha256::new();
-        h.update(format!("{media_type}\0{}\0{}\0", opts.mtime, opts.level));
+        let c = opts.compression;
+        h.update(format!(
+            "{media_type}\0{}\0{}\0{}\0",
+            opts.mtime,
+            c.name(),
+            c.level()
+        ));
         for (path, e) in &self.entries {
             h.update(format!("{path}\0{:o}\0{}\0{}\0", e.mode, e.uid, e.gid));
             match &e.data {
@@ -171,18 +185,19 @@ impl LayerBuilder {
 
     /// Writes the layer into `store` in one pass and returns its descriptor facts.
     pub fn write(&self, opts: LayerOptions, media_type: &str, store: &BlobStore) -> Result<Layer> {
-        let (tx, rx) = sync_channel::<Vec<u8>>(8);
+        let (tx, blocks) = compress::pipe();
         let blob = store.writer()?;
-        let (tar_result, gz_result) = std::thread::scope(|s| {
+        let (tar_result, compressed) = std::thread::scope(|s| {
             let producer = s.spawn(move || self.write_tar(opts, tx));
-            let compressed = compress(rx, blob, opts.level);
+            let compressed = compress::encode(opts.compression, opts.threads, blocks, blob);
             let tar = producer
                 .join()
                 .unwrap_or_else(|_| Err(anyhow!("layer writer panicked")));
             (tar, compressed)
         });
+        // A failed tar leaves a temp file, never a blob.
         let diff_id = tar_result?;
-        let (digest, size) = gz_result?;
+        let (digest, size) = compressed?.commit()?;
         Ok(Layer {
             digest,
             diff_id,
@@ -191,8 +206,8 @@ impl LayerBuilder {
         })
     }
 
-    fn write_tar(&self, opts: LayerOptions, tx: SyncSender<Vec<u8>>) -> Result<Digest> {
-        let sink = HashingWriter::new(ChunkSender::new(tx));
+    fn write_tar(&self, opts: LayerOptions, tx: BlockWriter) -> Result<Digest> {
+        let sink = HashingWriter::new(tx);
         let mut tar = tar::Builder::new(sink);
         tar.mode(tar::HeaderMode::Deterministic);
         for (path, e) in &self.entries {
@@ -229,65 +244,9 @@ impl LayerBuilder {
         }
         let mut sink = tar.into_inner()?;
         sink.flush()?;
-        let (mut chunks, diff_id, _) = sink.finish();
-        chunks.send_rest()?;
+        let (blocks, diff_id, _) = sink.finish();
+        blocks.finish()?;
         Ok(diff_id)
-    }
-}
-
-/// Gzip (header mtime 0, no name) the chunks into the blob, hashing the output.
-fn compress(
-    rx: Receiver<Vec<u8>>,
-    blob: super::blobs::BlobWriter,
-    level: u32,
-) -> Result<(Digest, u64)> {
-    let mut gz = GzBuilder::new()
-        .mtime(0)
-        .write(blob, Compression::new(level));
-    for chunk in rx {
-        gz.write_all(&chunk)?;
-    }
-    gz.finish()?.commit()
-}
-
-/// Collects writes into 256 KiB chunks and sends them down a bounded channel.
-struct ChunkSender {
-    buf: Vec<u8>,
-    tx: SyncSender<Vec<u8>>,
-}
-
-const CHUNK: usize = 256 * 1024;
-
-impl ChunkSender {
-    fn new(tx: SyncSender<Vec<u8>>) -> Self {
-        ChunkSender {
-            buf: Vec::with_capacity(CHUNK),
-            tx,
-        }
-    }
-
-    fn send_rest(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-        self.tx
-            .send(full)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "layer compressor stopped"))
-    }
-}
-
-impl Write for ChunkSender {
-    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
-        let n = data.len().min(CHUNK - self.buf.len());
-        self.buf.extend_from_slice(&data[..n]);
-        if self.buf.len() == CHUNK {
-            self.send_rest()?;
-        }
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
     }
 }
 
@@ -324,7 +283,7 @@ mod tests {
         b.bytes("etc/passwd", b"root".to_vec(), 0o644).unwrap();
         let opts = LayerOptions {
             mtime: 1_700_000_000,
-            level: 6,
+            ..LayerOptions::default()
         };
         let l = b
             .write(opts, super::super::media::OCI_LAYER_GZIP, &store)

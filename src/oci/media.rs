@@ -73,16 +73,42 @@ impl Family {
 }
 
 pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 pub const DOCKER_LAYER_TAR: &str = "application/vnd.docker.image.rootfs.diff.tar";
+const OCI_FOREIGN_GZIP: &str = "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip";
+const DOCKER_FOREIGN_GZIP: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
+
+/// True for a layer that holds a tar, plain or compressed with gzip or zstd
+/// (OCI, OCI non-distributable, or Docker schema 2 types).
+pub fn is_tar_layer(media_type: &str) -> bool {
+    let rest = media_type
+        .strip_prefix("application/vnd.oci.image.layer.v1.")
+        .or_else(|| {
+            media_type.strip_prefix("application/vnd.oci.image.layer.nondistributable.v1.")
+        });
+    match rest {
+        Some(r) => matches!(r, "tar" | "tar+gzip" | "tar+zstd"),
+        None => matches!(
+            media_type,
+            DOCKER_LAYER_TAR | DOCKER_LAYER_GZIP | DOCKER_FOREIGN_GZIP
+        ),
+    }
+}
+
+/// True for a zstd-compressed layer.
+pub fn is_zstd_layer(media_type: &str) -> bool {
+    media_type.ends_with("+zstd")
+}
 
 /// The same layer bytes, typed for `family`: a layer moved into an image of the
 /// other family keeps its compression and gets that family's name for it. Layer
 /// types with no counterpart (zstd, foreign layers) are an error, since the
 /// image would mix families.
 pub fn layer_in(family: Family, media_type: &str) -> Result<String, String> {
-    const PAIRS: [(&str, &str); 2] = [
+    const PAIRS: [(&str, &str); 3] = [
         (OCI_LAYER_GZIP, DOCKER_LAYER_GZIP),
         (OCI_LAYER_TAR, DOCKER_LAYER_TAR),
+        (OCI_FOREIGN_GZIP, DOCKER_FOREIGN_GZIP),
     ];
     if Family::of(media_type) == family {
         return Ok(media_type.to_string());
@@ -123,12 +149,38 @@ mod tests {
             layer_in(Family::Oci, OCI_LAYER_GZIP).unwrap(),
             OCI_LAYER_GZIP
         );
-        let zstd = "application/vnd.oci.image.layer.v1.tar+zstd";
+        assert_eq!(
+            layer_in(Family::Oci, DOCKER_FOREIGN_GZIP).unwrap(),
+            OCI_FOREIGN_GZIP
+        );
+        let zstd = OCI_LAYER_ZSTD;
         assert_eq!(layer_in(Family::Oci, zstd).unwrap(), zstd);
         let e = layer_in(Family::Docker, zstd).unwrap_err();
         assert!(
             e.contains("no equivalent in a Docker schema 2 image"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tar_layers_are_known_by_type() {
+        for t in [
+            OCI_LAYER_TAR,
+            OCI_LAYER_GZIP,
+            OCI_LAYER_ZSTD,
+            DOCKER_LAYER_TAR,
+            DOCKER_LAYER_GZIP,
+            OCI_FOREIGN_GZIP,
+            DOCKER_FOREIGN_GZIP,
+        ] {
+            assert!(is_tar_layer(t), "{t}");
+        }
+        for t in [
+            "application/vnd.oci.image.layer.v1.tar+gzip+encrypted",
+            "application/vnd.oci.image.config.v1+json",
+            "application/octet-stream",
+        ] {
+            assert!(!is_tar_layer(t), "{t}");
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! image layout. Nothing here touches the network or knows about toolchains.
 
 pub mod blobs;
+pub mod compress;
 pub mod digest;
 pub mod image;
 pub mod index;
@@ -11,6 +12,7 @@ pub mod layout;
 pub mod media;
 
 pub use blobs::BlobStore;
+pub use compress::Compression;
 pub use digest::Digest;
 pub use layer::{Layer, LayerBuilder, LayerOptions};
 pub use layout::Layout;
