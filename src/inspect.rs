@@ -44,6 +44,8 @@ pub struct Inspection {
     pub index: bool,
     pub annotations: BTreeMap<String, String>,
     pub images: Vec<Image>,
+    /// What some runtimes cannot read (zstd layers).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -217,6 +219,7 @@ async fn tree(src: &Source<'_>, top: &Fetched, name: String) -> Result<Inspectio
     } else {
         vec![image(src, top, None).await?]
     };
+    let notes = notes(&images);
     Ok(Inspection {
         reference: name,
         digest: top.digest.to_string(),
@@ -229,7 +232,26 @@ async fn tree(src: &Source<'_>, top: &Fetched, name: String) -> Result<Inspectio
             BTreeMap::new()
         },
         images,
+        notes,
     })
+}
+
+/// Which runtimes cannot read the images' layers: zstd needs Docker Engine
+/// 23 or later (its containerd image store, or 23's own zstd support) and
+/// containerd 1.5 or later.
+fn notes(images: &[Image]) -> Vec<String> {
+    let zstd = images
+        .iter()
+        .filter(|i| i.layers.iter().any(|l| media::is_zstd_layer(&l.media_type)))
+        .filter_map(|i| i.platform.clone())
+        .collect::<Vec<_>>();
+    if zstd.is_empty() {
+        return vec![];
+    }
+    vec![format!(
+        "zstd layers ({}): Docker Engine before 23.0 and containerd before 1.5 cannot pull or run this image",
+        zstd.join(", ")
+    )]
 }
 
 /// An index entry: an image, or a nested index shown but not opened.

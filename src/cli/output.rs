@@ -188,6 +188,9 @@ pub fn inspection(i: &Inspection, json: bool) -> Result<()> {
     writeln!(out, "  digest      {}", i.digest)?;
     writeln!(out, "  type        {}", i.media_type)?;
     writeln!(out, "  size        {}", ui::size(i.size))?;
+    for n in &i.notes {
+        writeln!(out, "  note        {n}")?;
+    }
     if !i.index {
         // A single manifest: its details sit right under it.
         let img = &i.images[0];

@@ -28,6 +28,9 @@ use super::media::{self, Family};
 /// it changes every gzip layer's digest.
 pub const BLOCK: usize = 256 * 1024;
 
+/// Bytes per zstd job (each worker compresses one job at a time).
+const ZSTD_JOB: usize = 2 * 1024 * 1024;
+
 /// deflate's window: the dictionary each gzip block gets from the one before.
 const WINDOW: usize = 32 * 1024;
 
@@ -276,7 +279,6 @@ fn dispatch(
 }
 
 fn deflate_jobs(level: u32, jobs: &Mutex<Receiver<Job>>) {
-    let mut z = Compress::new(flate2::Compression::new(level), false);
     loop {
         let job = match jobs.lock() {
             Ok(rx) => rx.recv(),
@@ -287,7 +289,7 @@ fn deflate_jobs(level: u32, jobs: &Mutex<Receiver<Job>>) {
             .prev
             .as_deref()
             .map_or(&[][..], |p| &p[p.len() - WINDOW..]);
-        let result = deflate_block(&mut z, dict, &job.block).map(|bytes| {
+        let result = deflate_block(level, dict, &job.block).map(|bytes| {
             let mut crc = Crc::new();
             crc.update(&job.block);
             Deflated { bytes, crc }
@@ -299,8 +301,13 @@ fn deflate_jobs(level: u32, jobs: &Mutex<Receiver<Job>>) {
 
 /// Raw deflate of one block, primed with `dict`, ended by a sync flush (so
 /// the next block starts on a byte boundary).
-fn deflate_block(z: &mut Compress, dict: &[u8], input: &[u8]) -> io::Result<Vec<u8>> {
-    z.reset();
+///
+/// A fresh compressor each time: zlib-rs's `reset` keeps the old window, and
+/// stale bytes past the input's end can change which match is chosen, so a
+/// reused compressor made a block's bytes depend on the block the same
+/// thread compressed before (found with this module's test data).
+fn deflate_block(level: u32, dict: &[u8], input: &[u8]) -> io::Result<Vec<u8>> {
+    let mut z = Compress::new(flate2::Compression::new(level), false);
     if !dict.is_empty() {
         z.set_dictionary(dict).map_err(io::Error::other)?;
     }
@@ -323,6 +330,9 @@ fn zstd(level: i32, threads: usize, blocks: Receiver<Vec<u8>>, out: &mut impl Wr
     z.multithread(threads as u32)
         .context("zstd was built without multi-threading")?;
     z.include_checksum(true)?;
+    // A fixed job size (libzstd's default grows with the level's window): the
+    // output depends on it, and memory is a few jobs per worker.
+    z.set_parameter(zstd::stream::raw::CParameter::JobSize(ZSTD_JOB as u32))?;
     for b in blocks {
         z.write_all(&b)?;
     }
@@ -384,18 +394,23 @@ mod tests {
     use super::*;
 
     /// Mixed input: incompressible runs and text, `len` bytes.
-    fn sample(len: usize) -> Vec<u8> {
+    pub(super) fn sample(len: usize) -> Vec<u8> {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         let mut out = Vec::with_capacity(len);
         while out.len() < len {
-            if (out.len() / 100_000) % 2 == 0 {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            if (out.len() >> 20) % 2 == 0 {
                 out.extend_from_slice(&x.to_le_bytes());
             } else {
-                out.extend_from_slice(format!("line {} level=info msg=ok\n", x % 977).as_bytes());
-                x = x.wrapping_add(1);
+                let line = format!(
+                    "2026-11-23T{:02} INFO id={} took {}ms request handler\n",
+                    x % 24,
+                    (x >> 8) % 1_000_001,
+                    (x >> 32) % 501
+                );
+                out.extend_from_slice(line.as_bytes());
             }
         }
         out.truncate(len);
@@ -530,5 +545,17 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot unpack a layer of type"), "{e}");
+    }
+
+    #[test]
+    fn a_block_does_not_depend_on_the_block_compressed_before_it() {
+        // With a reused zlib-rs compressor, block 15 of this sample came out
+        // different after block 13 than from a fresh one.
+        let data = sample(16 * BLOCK);
+        let b: Vec<&[u8]> = data.chunks(BLOCK).collect();
+        let dict = |i: usize| &b[i - 1][BLOCK - WINDOW..];
+        let alone = deflate_block(6, dict(15), b[15]).unwrap();
+        deflate_block(6, dict(13), b[13]).unwrap();
+        assert!(alone == deflate_block(6, dict(15), b[15]).unwrap());
     }
 }

@@ -5,6 +5,7 @@
 mod common;
 
 mod build;
+mod compress;
 mod inspect;
 mod manifest;
 mod rebase;
