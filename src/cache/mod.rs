@@ -17,11 +17,7 @@ pub struct Cache {
 impl Cache {
     /// `$XARCH_CACHE_DIR`, else `$XDG_CACHE_HOME/xarch`, else `~/.cache/xarch`.
     pub fn open_default() -> Result<Cache> {
-        let root = std::env::var_os("XARCH_CACHE_DIR")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("xarch")))
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/xarch")))
-            .context("cannot find a cache directory: set XARCH_CACHE_DIR")?;
+        let root = default_root().context("cannot find a cache directory: set XARCH_CACHE_DIR")?;
         Cache::open(&root)
     }
 
@@ -86,6 +82,14 @@ impl Cache {
         tmp.persist(&path)?;
         Ok(())
     }
+}
+
+/// `$XARCH_CACHE_DIR`, else `$XDG_CACHE_HOME/xarch`, else `~/.cache/xarch`.
+pub fn default_root() -> Option<PathBuf> {
+    std::env::var_os("XARCH_CACHE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("xarch")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/xarch")))
 }
 
 fn parse_layer(text: &str, media: &str) -> Option<Layer> {

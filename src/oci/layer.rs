@@ -349,4 +349,23 @@ mod tests {
         let l = b.write(LayerOptions::default(), "m", &store).unwrap();
         assert!(entries(&store, &l).iter().any(|e| e.0 == long));
     }
+
+    #[test]
+    fn the_fingerprint_keys_on_compression_and_level_not_threads() {
+        let mut b = LayerBuilder::new();
+        b.bytes("a", b"x".to_vec(), 0o644).unwrap();
+        let key = |compression, threads| {
+            let opts = LayerOptions {
+                compression,
+                threads,
+                ..LayerOptions::default()
+            };
+            b.fingerprint(opts, "m").unwrap()
+        };
+        let gzip6 = key(Compression::Gzip(6), 1);
+        assert_eq!(gzip6, key(Compression::Gzip(6), 8));
+        assert_ne!(gzip6, key(Compression::Gzip(9), 1));
+        assert_ne!(gzip6, key(Compression::Zstd(6), 1));
+        assert_ne!(gzip6, key(Compression::None, 1));
+    }
 }

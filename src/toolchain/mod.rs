@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod go;
 pub mod recipe;
 pub mod rust;
+pub mod versions;
 
 use std::path::PathBuf;
 

@@ -192,14 +192,27 @@ pub fn forget_probes() {
     probes().lock().expect("probe cache").clear();
 }
 
-/// Runs `argv + version_args` and returns the first line it printed, cached per
-/// command line for the life of the process.
+/// The first line `argv + version_args` prints: asked once per process, and
+/// remembered across runs for native programs (`versions`).
 fn probe(argv: &[String], version_args: &[String]) -> Option<String> {
     let seen = probes();
     if let Some(v) = seen.lock().expect("probe cache").get(argv) {
         return v.clone();
     }
-    let result = Command::new(&argv[0])
+    let result = super::versions::remembered(argv, version_args).or_else(|| {
+        let v = run_probe(argv, version_args)?;
+        super::versions::remember(argv, version_args, &v);
+        Some(v)
+    });
+    seen.lock()
+        .expect("probe cache")
+        .insert(argv.to_vec(), result.clone());
+    result
+}
+
+/// Runs `argv + version_args`: the first line printed, when it succeeds.
+fn run_probe(argv: &[String], version_args: &[String]) -> Option<String> {
+    Command::new(&argv[0])
         .args(&argv[1..])
         .args(version_args)
         .stdin(std::process::Stdio::null())
@@ -218,11 +231,7 @@ fn probe(argv: &[String], version_args: &[String]) -> Option<String> {
                 .unwrap_or("")
                 .trim()
                 .to_string()
-        });
-    seen.lock()
-        .expect("probe cache")
-        .insert(argv.to_vec(), result.clone());
-    result
+        })
 }
 
 #[cfg(test)]

@@ -146,9 +146,13 @@ impl RustProject {
         tools: &Path,
     ) -> Result<BTreeMap<String, Vec<Artifact>>> {
         let routes = self.routes(targets.iter().map(|t| t.0), opts, tools)?;
-        // zig as the C compiler whenever it is there, not only when Cargo.lock
-        // names `cc`: a project without a lock file may still compile C.
-        let needs_c = self.compiles_c() || zig_available(targets.first().map(|t| t.0));
+        // zig as the C compiler when Cargo.lock names `cc`; without a lock
+        // file nobody knows, so whenever zig is there. A project whose lock
+        // file compiles no C never asks for zig (a no-op rebuild stays cheap).
+        let needs_c = match self.lock_compiles_c() {
+            Some(c) => c,
+            None => zig_available(targets.first().map(|t| t.0)),
+        };
         let libc = &opts.libc;
         // One cargo invocation per (features, route).
         type Group<'t> = Vec<&'t (&'t Target, TargetSettings)>;
@@ -212,10 +216,15 @@ impl RustProject {
     /// True when a dependency compiles C through the `cc` crate (read from
     /// Cargo.lock; no lock file: false).
     pub fn compiles_c(&self) -> bool {
+        self.lock_compiles_c().unwrap_or(false)
+    }
+
+    /// Whether Cargo.lock names the `cc` crate; None without a lock file.
+    fn lock_compiles_c(&self) -> Option<bool> {
         let lock = self.metadata.workspace_root.join("Cargo.lock");
         std::fs::read_to_string(lock)
+            .ok()
             .map(|t| t.lines().any(|l| l.trim() == "name = \"cc\""))
-            .unwrap_or(false)
     }
 
     fn dir(&self) -> &Path {
@@ -581,7 +590,23 @@ fn rustup_reason(stderr: &str) -> String {
     }
 }
 
+/// rustc's sysroot as seen from `dir` (whose rust-toolchain file applies),
+/// asked once per process and directory: every target's checks need it.
 pub fn sysroot(dir: &Path) -> Result<PathBuf> {
+    type Seen = std::sync::Mutex<BTreeMap<PathBuf, PathBuf>>;
+    static SEEN: std::sync::OnceLock<Seen> = std::sync::OnceLock::new();
+    let seen = SEEN.get_or_init(Default::default);
+    if let Some(s) = seen.lock().expect("sysroot cache").get(dir) {
+        return Ok(s.clone());
+    }
+    let s = ask_sysroot(dir)?;
+    seen.lock()
+        .expect("sysroot cache")
+        .insert(dir.to_path_buf(), s.clone());
+    Ok(s)
+}
+
+fn ask_sysroot(dir: &Path) -> Result<PathBuf> {
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let out = Command::new(&rustc)
         .args(["--print", "sysroot"])
