@@ -5,8 +5,11 @@
 mod common;
 
 mod build;
+mod crash;
 mod inspect;
+mod layers;
 mod manifest;
+mod model;
 mod rebase;
 mod registry;
 mod registry_auth;
