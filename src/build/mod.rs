@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::image::{Ctx, Homes};
+use crate::image::{Ctx, Homes, ImageRef};
 use crate::oci::Layout;
 use crate::oci::annotations as ann;
 use crate::registry::Reference;
@@ -137,22 +137,50 @@ fn run_image(
     })
 }
 
-/// The layout (unless `--push` alone), then the registry (`--push`: every tag,
-/// one repository).
+/// The layout (`--oci-layout`, or the default one unless `--push` or
+/// `--output` says where the image goes), the `--output`s, then the registry
+/// (`--push`: every tag, one repository).
 fn destinations(req: &BuildRequest, plan: &Plan) -> Result<Vec<Destination>> {
     let mut out = Vec::new();
-    if req.oci_layout.is_some() || !req.push {
-        let tags = plan
-            .refs
-            .iter()
-            .map(|(name, tag)| LayoutTag {
-                tag: tag.clone(),
-                name: Some(format!("{name}:{tag}")),
-            })
-            .collect();
+    let tags: Vec<LayoutTag> = plan
+        .refs
+        .iter()
+        .map(|(name, tag)| LayoutTag {
+            tag: tag.clone(),
+            name: Some(format!("{name}:{tag}")),
+        })
+        .collect();
+    if req.oci_layout.is_some() || (!req.push && req.outputs.is_empty()) {
         out.push(Destination::Layout {
             dir: plan.layout_dir(),
-            tags,
+            tags: tags.clone(),
+        });
+    }
+    for o in &req.outputs {
+        out.push(match o {
+            ImageRef::Layout { dir, .. } => Destination::Layout {
+                dir: dir.clone(),
+                tags: tags.clone(),
+            },
+            ImageRef::Archive { file, tag } => {
+                // The archive's one tag: the one given, else the build's first.
+                let named = match tag {
+                    Some(t) => LayoutTag {
+                        tag: t.clone(),
+                        name: Some(format!("{}:{t}", plan.refs[0].0)),
+                    },
+                    None => tags[0].clone(),
+                };
+                Destination::Archive {
+                    file: file.clone(),
+                    tag: named,
+                    platform: None,
+                }
+            }
+            ImageRef::Registry(r) => anyhow::bail!(
+                "--output {r}: a registry is a --push target (-t {r} --push); --output takes \
+                 oci:DIR or oci-archive:FILE"
+            ),
         });
     }
     if req.push {

@@ -29,6 +29,8 @@ pub struct BuildRequest {
     /// `name[:tag]` references (`-t`).
     pub tags: Vec<String>,
     pub oci_layout: Option<PathBuf>,
+    /// `--output`: layouts (`oci:DIR`) and archives (`oci-archive:FILE`).
+    pub outputs: Vec<crate::image::ImageRef>,
     pub base: Option<String>,
     pub package: Option<String>,
     pub bins: Vec<String>,

@@ -34,11 +34,15 @@ struct Cli {
 enum Command {
     /// Cross-compile the project for each platform and write a multi-platform image
     Build(Box<BuildArgs>),
-    /// Push an image or index from an OCI layout (oci:DIR[:TAG]) to a registry
+    /// Copy an image or index, every platform byte for byte, to registries, layouts or archives
+    #[command(
+        after_help = "Examples:\n  xarch push oci:out:1.0 reg.example.com/team/app:1.0 reg.example.com/team/app:latest\n  xarch push reg.example.com/team/app:1.0 oci-archive:app.tar\n  xarch push oci:out:1.0 oci:mirror:1.0"
+    )]
     Push {
-        /// Source: oci:DIR[:TAG]
+        /// Source: oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry reference
         source: String,
-        /// Destination references (same repository; one per tag)
+        /// Destinations: registry references (one repository, one per tag),
+        /// oci:DIR[:TAG] layouts, oci-archive:FILE[:TAG] archives
         #[arg(required = true)]
         targets: Vec<String>,
         /// Concurrent uploads
@@ -99,6 +103,25 @@ enum Command {
     Logout {
         /// Registry host[:port] (Docker Hub: docker.io)
         registry: String,
+    },
+    /// Load one platform of an image into docker or podman (through `docker load`
+    /// / `podman load`)
+    #[command(
+        after_help = "Examples:\n  xarch load oci:target/xarch/oci:1.0\n  xarch load reg.example.com/team/app:1.0 --platform linux/arm64 -t app:arm64"
+    )]
+    Load {
+        /// The image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry reference
+        #[arg(value_parser = parse_image_ref)]
+        image: crate::image::ImageRef,
+        /// Platform to load (default: this machine's)
+        #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+        platform: Option<Platform>,
+        /// Name to load it as, NAME[:TAG] (default: the image's own)
+        #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
+        tag: Option<String>,
+        /// docker or podman (default: docker when its daemon answers, else podman)
+        #[arg(long, value_parser = ["docker", "podman"])]
+        tool: Option<String>,
     },
     /// Smoke-run an image's entrypoint for one platform: natively, or under
     /// qemu-user with the image's filesystem as sysroot (not an isolated container)
@@ -171,6 +194,11 @@ enum ManifestCommand {
     },
 }
 
+fn parse_image_ref(s: &str) -> Result<crate::image::ImageRef, String> {
+    s.parse()
+        .map_err(|e: crate::registry::reference::BadReference| e.to_string())
+}
+
 fn parse_platform(s: &str) -> Result<Platform, String> {
     s.parse()
         .map_err(|e: crate::platform::ParsePlatformError| e.to_string())
@@ -223,6 +251,10 @@ struct BuildArgs {
     /// Write into this OCI image layout directory (created if missing)
     #[arg(long, value_name = "DIR")]
     oci_layout: Option<PathBuf>,
+    /// Also write the image here: oci:DIR[:TAG] (a layout) or oci-archive:FILE[:TAG]
+    /// (one tar holding every platform, loadable by docker/podman load; repeatable)
+    #[arg(short, long, value_name = "DEST", value_parser = parse_image_ref)]
+    output: Vec<crate::image::ImageRef>,
     /// Push the image to the registry named by the tags (-t registry/repo:tag)
     #[arg(long)]
     push: bool,
@@ -372,6 +404,21 @@ pub fn main(args: Vec<OsString>) -> i32 {
             digest_file.as_deref(),
         ),
         Command::Inspect(args) => inspect_command(args, registry),
+        Command::Load {
+            image,
+            platform,
+            tag,
+            tool,
+        } => {
+            let req = crate::load::Request {
+                image,
+                platform,
+                name: tag,
+                tool,
+            };
+            crate::load::load(&req, registry)
+                .map(|(tool, name)| ui::status("Loaded", &format!("{name} into {tool}")))
+        }
         Command::Manifest(cmd) => manifest_command(cmd, registry),
         Command::Rebase {
             image,
@@ -453,6 +500,7 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         platforms: args.platform,
         tags: args.tag,
         oci_layout: args.oci_layout,
+        outputs: args.output,
         base: args.base,
         package: args.package,
         bins: args.bins,

@@ -30,6 +30,7 @@ const RANKS: &[(&str, u8)] = &[
     ("manifest", 7),
     ("rebase", 7),
     ("publish", 7),
+    ("load", 7),
     ("cli", 8),
 ];
 
