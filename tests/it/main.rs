@@ -4,14 +4,20 @@
 
 mod common;
 
+mod archive;
 mod build;
 mod compress;
+mod crash;
 mod inspect;
+mod layers;
 mod manifest;
+mod model;
 mod rebase;
+mod referrers;
 mod registry;
 mod registry_auth;
 mod registry_faults;
 mod registry_flags;
 mod run;
+mod shard;
 mod toolchains;
