@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::image::ImageRef;
 use crate::oci::image::{Base, DEFAULT_PATH};
-use crate::oci::{BlobStore, Compression, Descriptor, Family, LayerBuilder, LayerOptions};
+use crate::oci::{BlobStore, Compression, Descriptor, Family, Layer, LayerBuilder, LayerOptions};
 use crate::platform::Platform;
 
 /// The uid:gid images on `static` run as by default (distroless's `nonroot`).
@@ -63,6 +63,16 @@ pub struct Builtin {
 /// Writes built-in base `name`'s layer into `store` (the same bytes for every
 /// platform, so it is written once).
 pub fn builtin(name: &str, mtime: u64, store: &BlobStore) -> Result<Builtin> {
+    builtin_with(name, mtime, |b, opts, media| b.write(opts, media, store))
+}
+
+/// The same, with the layer written (or found unchanged) by `write`: a build
+/// passes its layer cache, so a no-op rebuild recompresses nothing.
+pub fn builtin_with(
+    name: &str,
+    mtime: u64,
+    write: impl FnOnce(&LayerBuilder, LayerOptions, &str) -> Result<Layer>,
+) -> Result<Builtin> {
     match name {
         "scratch" => Ok(Builtin {
             layers: vec![],
@@ -71,15 +81,12 @@ pub fn builtin(name: &str, mtime: u64, store: &BlobStore) -> Result<Builtin> {
             user: None,
         }),
         "static" => {
-            let layer = static_layer().write(
-                LayerOptions {
-                    mtime,
-                    compression: Compression::Gzip(9),
-                    threads: 1,
-                },
-                Family::Oci.layer_gzip(),
-                store,
-            )?;
+            let opts = LayerOptions {
+                mtime,
+                compression: Compression::Gzip(9),
+                threads: 1,
+            };
+            let layer = write(&static_layer(), opts, Family::Oci.layer_gzip())?;
             let desc = Descriptor::new(&layer.media_type, &layer.digest, layer.size);
             let history = json!({"created": created(mtime), "created_by": "xarch: static base (passwd, group, nsswitch.conf, tmp, CA certificates)", "comment": "xarch"});
             Ok(Builtin {

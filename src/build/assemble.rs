@@ -55,7 +55,11 @@ pub fn assemble(
                     unreachable!("image bases are resolved before assembling")
                 };
                 if !builtins.contains_key(name) {
-                    builtins.insert(name.clone(), base::builtin(name, plan.epoch, store)?);
+                    let write = |b: &LayerBuilder, opts, media: &str| {
+                        layer(cache, b, opts, media, store, &format!("{name} base"))
+                    };
+                    let built = base::builtin_with(name, plan.epoch, write)?;
+                    builtins.insert(name.clone(), built);
                 }
                 (builtins[name].for_platform(platform), name.clone())
             }

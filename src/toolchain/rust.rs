@@ -590,8 +590,9 @@ fn rustup_reason(stderr: &str) -> String {
     }
 }
 
-/// rustc's sysroot as seen from `dir` (whose rust-toolchain file applies),
-/// asked once per process and directory: every target's checks need it.
+/// rustc's sysroot as seen from `dir` (whose rust-toolchain file applies):
+/// asked once per process and directory (every target's checks need it), and
+/// remembered on disk while nothing that selects the toolchain changes.
 pub fn sysroot(dir: &Path) -> Result<PathBuf> {
     type Seen = std::sync::Mutex<BTreeMap<PathBuf, PathBuf>>;
     static SEEN: std::sync::OnceLock<Seen> = std::sync::OnceLock::new();
@@ -599,11 +600,61 @@ pub fn sysroot(dir: &Path) -> Result<PathBuf> {
     if let Some(s) = seen.lock().expect("sysroot cache").get(dir) {
         return Ok(s.clone());
     }
-    let s = ask_sysroot(dir)?;
+    let key = sysroot_inputs(dir);
+    let remembered = super::versions::remembered_answer(&key)
+        .map(PathBuf::from)
+        .filter(|s| s.join("bin").is_dir());
+    let s = match remembered {
+        Some(s) => s,
+        None => {
+            let s = ask_sysroot(dir)?;
+            super::versions::remember_answer(&key, &s.to_string_lossy());
+            s
+        }
+    };
     seen.lock()
         .expect("sysroot cache")
         .insert(dir.to_path_buf(), s.clone());
     Ok(s)
+}
+
+/// A hash of everything that decides which toolchain `rustc` in `dir` is:
+/// `RUSTC` and rustup's variables, the `rustc` found on PATH (rustup's proxy,
+/// or a plain rustc) by real path, size and mtime, rustup's settings (default
+/// toolchain, directory overrides), and every rust-toolchain file from `dir`
+/// up to the root.
+fn sysroot_inputs(dir: &Path) -> String {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"sysroot\0");
+    for var in [
+        "RUSTC",
+        "RUSTUP_TOOLCHAIN",
+        "RUSTUP_HOME",
+        "CARGO_HOME",
+        "PATH",
+    ] {
+        h.update(format!("{var}={:?}\0", std::env::var_os(var)));
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    h.update(super::versions::stamp(&rustc).unwrap_or_default());
+    let rustup_home = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".rustup")));
+    if let Some(home) = rustup_home {
+        h.update(std::fs::read(home.join("settings.toml")).unwrap_or_default());
+    }
+    let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    h.update(dir.to_string_lossy().as_bytes());
+    for d in dir.ancestors() {
+        for name in ["rust-toolchain", "rust-toolchain.toml"] {
+            if let Ok(text) = std::fs::read(d.join(name)) {
+                h.update(d.join(name).to_string_lossy().as_bytes());
+                h.update(&text);
+            }
+        }
+    }
+    hex::encode(h.finalize())
 }
 
 fn ask_sysroot(dir: &Path) -> Result<PathBuf> {
@@ -651,6 +702,30 @@ fn config_array(key: &str, values: &[String]) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_toolchain_file_up_the_tree_changes_the_sysroot_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let inner = dir.path().join("a/b");
+        std::fs::create_dir_all(&inner).unwrap();
+        let before = sysroot_inputs(&inner);
+        assert_eq!(before, sysroot_inputs(&inner));
+        std::fs::write(
+            dir.path().join("a/rust-toolchain.toml"),
+            "[toolchain]\nchannel = \"nightly\"\n",
+        )
+        .unwrap();
+        let after = sysroot_inputs(&inner);
+        assert_ne!(before, after);
+        std::fs::write(
+            dir.path().join("a/rust-toolchain.toml"),
+            "[toolchain]\nchannel = \"1.80\"\n",
+        )
+        .unwrap();
+        assert_ne!(after, sysroot_inputs(&inner));
+        assert_ne!(before, sysroot_inputs(dir.path()));
+    }
+
     use super::*;
 
     #[test]

@@ -23,15 +23,50 @@ pub fn remembered(argv: &[String], args: &[String]) -> Option<String> {
 /// Remembers `version` for `argv + args` (best effort: a cache that cannot be
 /// written only costs the next run a probe).
 pub fn remember(argv: &[String], args: &[String], version: &str) {
-    let Some(path) = file(argv, args) else { return };
+    if let Some(path) = file(argv, args) {
+        write(&path, version);
+    }
+}
+
+/// An answer remembered under `key` (a hash of everything it depends on).
+pub fn remembered_answer(key: &str) -> Option<String> {
+    let path = crate::cache::default_root()?
+        .join("toolchains/versions")
+        .join(key);
+    let text = std::fs::read_to_string(path).ok()?;
+    let line = text.trim();
+    (!line.is_empty() && !line.contains('\n')).then(|| line.to_string())
+}
+
+/// Remembers `answer` under `key` (best effort).
+pub fn remember_answer(key: &str, answer: &str) {
+    if let Some(root) = crate::cache::default_root() {
+        write(&root.join("toolchains/versions").join(key), answer);
+    }
+}
+
+fn write(path: &Path, text: &str) {
     let Some(dir) = path.parent() else { return };
     if std::fs::create_dir_all(dir).is_err() {
         return;
     }
     if let Ok(mut tmp) = tempfile::NamedTempFile::new_in(dir) {
-        let _ = std::io::Write::write_all(&mut tmp, version.as_bytes());
-        let _ = tmp.persist(&path);
+        let _ = std::io::Write::write_all(&mut tmp, text.as_bytes());
+        let _ = tmp.persist(path);
     }
+}
+
+/// The real path, size and mtime (ns) of `program` (looked up on `PATH`).
+pub fn stamp(program: &str) -> Option<String> {
+    let real = std::fs::canonicalize(on_path(program)?).ok()?;
+    let meta = std::fs::metadata(&real).ok()?;
+    Some(format!(
+        "{}\0{}\0{}.{}",
+        real.display(),
+        meta.len(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    ))
 }
 
 fn file(argv: &[String], args: &[String]) -> Option<PathBuf> {
