@@ -124,15 +124,6 @@ impl Compression {
     }
 }
 
-impl std::fmt::Display for Compression {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Compression::None => f.write_str("none"),
-            c => write!(f, "{} -{}", c.name(), c.level()),
-        }
-    }
-}
-
 // ------------------------------------------------------------- the pipe
 
 /// The writing end of a layer's stream: cuts what is written into `BLOCK`-byte
