@@ -3,6 +3,7 @@
 //!
 //! The engine is usable as a library; `xarch` and `cargo-xarch` are thin CLIs.
 
+pub mod attest;
 pub mod base;
 pub mod build;
 pub mod cache;
@@ -18,6 +19,7 @@ pub mod rebase;
 pub mod registry;
 pub mod rootfs;
 pub mod run;
+pub mod sign;
 pub mod source;
 pub mod targets;
 pub mod template;

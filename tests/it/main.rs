@@ -13,4 +13,5 @@ mod registry_auth;
 mod registry_faults;
 mod registry_flags;
 mod run;
+mod sign;
 mod toolchains;
