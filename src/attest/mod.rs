@@ -4,3 +4,5 @@
 //! images is the sink's job.
 
 pub mod intoto;
+pub mod provenance;
+pub mod sbom;

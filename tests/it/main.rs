@@ -4,6 +4,7 @@
 
 mod common;
 
+mod attest;
 mod build;
 mod inspect;
 mod manifest;
