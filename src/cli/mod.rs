@@ -354,8 +354,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         args,
     } = &cli.command
     {
-        let run = crate::registry::Client::new(registry)
-            .and_then(|c| crate::run::run(image, platform.as_deref(), args, &c));
+        let run = image
+            .parse()
+            .map_err(anyhow::Error::from)
+            .and_then(|i| crate::run::run(&i, platform.as_deref(), args, registry));
         return match run {
             Ok(code) => code,
             Err(e) => {
@@ -442,54 +444,25 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn toolchain_command(cmd: ToolchainCommand) -> anyhow::Result<()> {
-    use crate::toolchain::doctor;
-    let tools = crate::cache::Cache::open_default()?
-        .root()
-        .join("toolchains");
-    let (sel, mode) = match cmd {
-        ToolchainCommand::List { sel, json } => (sel, if json { "list-json" } else { "list" }),
-        ToolchainCommand::Doctor { sel, json } => {
-            (sel, if json { "doctor-json" } else { "doctor" })
-        }
-        ToolchainCommand::Install { sel } => (sel, "install"),
+    use crate::toolchain::doctor::{self, Action};
+    let (sel, action, json) = match cmd {
+        ToolchainCommand::List { sel, json } => (sel, Action::List, json),
+        ToolchainCommand::Doctor { sel, json } => (sel, Action::Doctor, json),
+        ToolchainCommand::Install { sel } => (sel, Action::Install, false),
     };
-    let platforms = if sel.platform.is_empty() {
-        vec!["all".to_string()]
-    } else {
-        sel.platform.clone()
+    let req = doctor::Request {
+        action,
+        platforms: sel.platform,
+        langs: sel.lang,
+        c_toolchain: sel.toolchain,
     };
-    let targets = crate::targets::parse_list(&platforms)?;
-    let langs: Vec<&'static str> = if sel.lang.is_empty() {
-        doctor::LANGS.to_vec()
-    } else {
-        sel.lang
-            .iter()
-            .map(|l| {
-                doctor::LANGS
-                    .iter()
-                    .find(|k| **k == l.as_str())
-                    .copied()
-                    .ok_or_else(|| anyhow::anyhow!("unknown language `{l}`; use rust, go or c"))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
-    let checks = if mode == "install" {
-        doctor::install(&targets, &langs, &sel.toolchain, &tools)?
-    } else {
-        targets
-            .iter()
-            .flat_map(|t| {
-                langs
-                    .iter()
-                    .map(|l| doctor::check(t, l, &sel.toolchain, &tools))
-            })
-            .collect()
-    };
-    output::toolchain_checks(&checks, &langs, mode)
+    let (checks, langs) = doctor::run(&req)?;
+    output::toolchain_checks(&checks, &langs, action, json)
 }
 
 fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow::Result<()> {
-    let project_dir = project_dir(args.path.as_deref(), args.manifest_path.as_deref())?;
+    let project_dir =
+        build::plan::project_dir(args.path.as_deref(), args.manifest_path.as_deref())?;
     let req = BuildRequest {
         project_dir,
         platforms: args.platform,
@@ -516,37 +489,10 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
     };
     let reports = build::run(&req)?;
     if let Some(file) = &args.digest_file {
-        let pinned = reports
-            .iter()
-            .filter_map(|r| {
-                let first = r.pushed.first()?;
-                let pushed: crate::registry::Reference = first.parse().ok()?;
-                Some(r.index.digest.parse().map(|d| pushed.with_digest(&d)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        write_digest_file(file, &pinned)?;
+        let pinned: Vec<String> = reports.iter().filter_map(|r| r.pinned_index()).collect();
+        output::digest_file(file, &pinned)?;
     }
     output::build_reports(&reports, args.json)
-}
-
-/// What a CI merge job needs from a platform job: one line, the pushed index
-/// pinned by digest in its repository (`REGISTRY/REPO@sha256:…`), ready to pass
-/// to `xarch manifest create`. Replaced atomically, so a reader never sees half.
-/// One `REGISTRY/REPO@sha256:…` line per pushed image, written atomically.
-fn write_digest_file(path: &Path, pinned: &[crate::registry::Reference]) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    let text: String = pinned.iter().map(|p| format!("{p}\n")).collect();
-    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> anyhow::Result<()> {
@@ -595,31 +541,6 @@ fn inspect_command(args: InspectArgs, opts: crate::registry::Options) -> anyhow:
     }
 }
 
-/// The project directory: the given one, the manifest's parent, or the nearest
-/// ancestor of the working directory holding a Cargo.toml or xarch.toml.
-fn project_dir(path: Option<&Path>, manifest: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(m) = manifest {
-        let parent = m.parent().filter(|p| !p.as_os_str().is_empty());
-        return Ok(parent.map(Path::to_path_buf).unwrap_or_else(|| ".".into()));
-    }
-    if let Some(p) = path {
-        if !p.is_dir() {
-            anyhow::bail!("{} is not a directory", p.display());
-        }
-        return Ok(p.to_path_buf());
-    }
-    let cwd = std::env::current_dir()?;
-    cwd.ancestors()
-        .find(|d| d.join("Cargo.toml").is_file() || d.join("xarch.toml").is_file())
-        .map(Path::to_path_buf)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no Cargo.toml or xarch.toml in {} or any parent; pass the project directory",
-                cwd.display()
-            )
-        })
-}
-
 fn push_command(
     source: &str,
     targets: &[String],
@@ -628,33 +549,33 @@ fn push_command(
     json: bool,
     digest_file: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let src: crate::registry::ImageRef = source.parse()?;
+    let src: crate::image::ImageRef = source.parse()?;
     let refs = targets
         .iter()
-        .map(|t| {
-            // As crane and docker do, a reference with neither tag nor digest means latest.
-            t.parse::<crate::registry::Reference>()
-                .map(|r| match (&r.tag, &r.digest) {
-                    (None, None) => r.with_tag("latest"),
-                    _ => r,
-                })
-        })
+        .map(|t| t.parse::<crate::image::ImageRef>())
         .collect::<Result<Vec<_>, _>>()?;
-    let (digest, stats) = crate::publish::push_layout(&src, &refs, opts, jobs)?;
+    let pushed = crate::publish::push(&src, &refs, opts, jobs)?;
     if let Some(file) = digest_file {
-        write_digest_file(file, &[refs[0].with_digest(&digest)])?;
+        let pinned: Vec<String> = refs
+            .iter()
+            .filter_map(|r| r.registry())
+            .take(1)
+            .map(|r| r.with_digest(&pushed.digest).to_string())
+            .collect();
+        output::digest_file(file, &pinned)?;
     }
     if json {
-        let pushed: Vec<String> = refs.iter().map(|r| format!("{r}@{digest}")).collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"digest": digest.as_str(), "pushed": pushed, "stats": stats})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "digest": pushed.digest.as_str(),
+                "pushed": pushed.pinned,
+                "stats": pushed.stats,
+            }))?
         );
     } else {
-        for r in &refs {
-            println!("{r}@{digest}");
+        for p in &pushed.pinned {
+            println!("{p}");
         }
     }
     Ok(())
@@ -688,17 +609,8 @@ fn login_command(
         (false, Some(p)) => p,
         (false, None) => anyhow::bail!("give the password with --password-stdin (or -p)"),
     };
-    if secret.is_empty() {
-        anyhow::bail!("empty password");
-    }
     let cred = crate::registry::auth::Credential { username, secret };
-    // Like `docker login`: only credentials the registry accepts are saved.
-    let client = crate::registry::Client::new(opts)?;
-    client.set_credential(host, cred.clone());
-    crate::build::runtime()?
-        .block_on(client.ping(host))
-        .map_err(|e| anyhow::anyhow!("login to {host} failed: {e:#}"))?;
-    let path = crate::registry::auth::store(host, &cred)?;
+    let path = crate::registry::login::login(host, &cred, opts)?;
     ui::status(
         "Saved",
         &format!("credentials for {host} in {}", path.display()),

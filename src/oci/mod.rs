@@ -2,6 +2,7 @@
 //! image layout. Nothing here touches the network or knows about toolchains.
 
 pub mod blobs;
+pub mod descriptor;
 pub mod digest;
 pub mod image;
 pub mod index;
@@ -10,11 +11,15 @@ pub mod layer;
 pub mod layout;
 pub mod media;
 
-pub use blobs::BlobStore;
+pub use blobs::{BlobStore, Corrupt};
+pub use descriptor::Descriptor;
 pub use digest::Digest;
 pub use layer::{Layer, LayerBuilder, LayerOptions};
 pub use layout::Layout;
 pub use media::Family;
+
+/// The tag an image reference means when it names none (docker, crane, skopeo).
+pub const DEFAULT_TAG: &str = "latest";
 
 /// The annotation keys xarch writes.
 pub mod annotations {

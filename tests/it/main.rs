@@ -6,8 +6,11 @@ mod common;
 
 mod attest;
 mod build;
+mod crash;
 mod inspect;
+mod layers;
 mod manifest;
+mod model;
 mod rebase;
 mod registry;
 mod registry_auth;
