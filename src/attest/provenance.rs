@@ -91,8 +91,8 @@ pub fn for_image(i: &ProvenanceInputs) -> Value {
         }));
     }
     let mut metadata = json!({
-        "startedOn": crate::build::time::rfc3339(i.started),
-        "finishedOn": crate::build::time::rfc3339(i.finished),
+        "startedOn": crate::epoch::rfc3339(i.started),
+        "finishedOn": crate::epoch::rfc3339(i.finished),
     });
     if let Some(id) = &i.invocation_id {
         metadata["invocationId"] = id.clone().into();

@@ -446,6 +446,17 @@ fn rust_sboms_follow_each_targets_resolved_graph() {
             Format::CycloneDx.write(&again).unwrap(),
             std::fs::read(&cdx).unwrap()
         );
+        // ... and no path of the checkout leaks in: a copy elsewhere, the same bytes.
+        let moved = tmp.path().join("elsewhere");
+        if !moved.exists() {
+            run_ok(Command::new("cp").arg("-r").arg(&project).arg(&moved));
+        }
+        let there = rust_inputs(&moved.join("Cargo.toml"), triple, platform, &bin, &[]);
+        let there = sbom::for_platform(&there).unwrap();
+        assert_eq!(
+            Format::Spdx.write(&there).unwrap(),
+            std::fs::read(&spdx).unwrap()
+        );
         docs.push(s);
     }
     // The two documents are different documents.

@@ -49,7 +49,7 @@ pub fn write(doc: &Document) -> Result<Vec<u8>> {
         "serialNumber": serial(doc),
         "version": 1,
         "metadata": {
-            "timestamp": crate::build::time::rfc3339(doc.created),
+            "timestamp": crate::epoch::rfc3339(doc.created),
             "tools": {"components": [{
                 "type": "application",
                 "name": "xarch",

@@ -48,7 +48,7 @@ pub fn write(doc: &Document) -> Result<Vec<u8>> {
             doc.content_digest().hex()
         ),
         "creationInfo": {
-            "created": crate::build::time::rfc3339(doc.created),
+            "created": crate::epoch::rfc3339(doc.created),
             "creators": [format!("Tool: xarch-{}", env!("CARGO_PKG_VERSION"))],
         },
         "packages": packages,
