@@ -13,6 +13,7 @@ pub mod elf;
 pub mod epoch;
 pub mod image;
 pub mod inspect;
+pub mod load;
 pub mod manifest;
 pub mod oci;
 pub mod platform;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 
-use crate::image::{Ctx, Homes};
+use crate::image::{Ctx, Homes, ImageRef};
 use crate::oci::Layout;
 use crate::oci::annotations as ann;
 use crate::registry::Reference;
@@ -123,7 +123,14 @@ fn run_image(
             stats = done.push;
         }
     }
+    let repository = dests.iter().find_map(|d| match d {
+        Destination::Registry { refs } => refs.first().map(|r| r.name()),
+        _ => None,
+    });
     Ok(Report {
+        repository,
+        entries: built.entries,
+        annotations: plan.annotations.clone(),
         refs: plan.refs.iter().map(|(n, t)| format!("{n}:{t}")).collect(),
         layout: layout_dir.map(absolute),
         index: Written {
@@ -137,26 +144,55 @@ fn run_image(
     })
 }
 
-/// The layout (unless `--push` alone), then the registry (`--push`: every tag,
-/// one repository).
+/// The layout (`--oci-layout`, or the default one unless `--push` or
+/// `--output` says where the image goes), the `--output`s, then the registry
+/// (`--push`: every tag, one repository).
 fn destinations(req: &BuildRequest, plan: &Plan) -> Result<Vec<Destination>> {
     let mut out = Vec::new();
-    if req.oci_layout.is_some() || !req.push {
-        let tags = plan
-            .refs
-            .iter()
-            .map(|(name, tag)| LayoutTag {
-                tag: tag.clone(),
-                name: Some(format!("{name}:{tag}")),
-            })
-            .collect();
+    let tags: Vec<LayoutTag> = plan
+        .refs
+        .iter()
+        .map(|(name, tag)| LayoutTag {
+            tag: tag.clone(),
+            name: Some(format!("{name}:{tag}")),
+        })
+        .collect();
+    let pushing = req.push || req.push_by_digest;
+    if req.oci_layout.is_some() || (!pushing && req.outputs.is_empty()) {
         out.push(Destination::Layout {
             dir: plan.layout_dir(),
-            tags,
+            tags: tags.clone(),
         });
     }
-    if req.push {
-        let refs = plan
+    for o in &req.outputs {
+        out.push(match o {
+            ImageRef::Layout { dir, .. } => Destination::Layout {
+                dir: dir.clone(),
+                tags: tags.clone(),
+            },
+            ImageRef::Archive { file, tag } => {
+                // The archive's one tag: the one given, else the build's first.
+                let named = match tag {
+                    Some(t) => LayoutTag {
+                        tag: t.clone(),
+                        name: Some(format!("{}:{t}", plan.refs[0].0)),
+                    },
+                    None => tags[0].clone(),
+                };
+                Destination::Archive {
+                    file: file.clone(),
+                    tag: named,
+                    platform: None,
+                }
+            }
+            ImageRef::Registry(r) => anyhow::bail!(
+                "--output {r}: a registry is a --push target (-t {r} --push); --output takes \
+                 oci:DIR or oci-archive:FILE"
+            ),
+        });
+    }
+    if pushing {
+        let mut refs = plan
             .refs
             .iter()
             .map(|(n, t)| {
@@ -165,6 +201,11 @@ fn destinations(req: &BuildRequest, plan: &Plan) -> Result<Vec<Destination>> {
                     .map_err(|e| anyhow::anyhow!("cannot push to `{n}:{t}`: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
+        if req.push_by_digest {
+            // No tag: the shard is found by its digest (in the metadata file).
+            refs.truncate(1);
+            refs[0].tag = None;
+        }
         if let Some(first) = refs.first()
             && let Some(other) = refs.iter().find(|t| t.name() != first.name())
         {

@@ -29,6 +29,8 @@ pub struct BuildRequest {
     /// `name[:tag]` references (`-t`).
     pub tags: Vec<String>,
     pub oci_layout: Option<PathBuf>,
+    /// `--output`: layouts (`oci:DIR`) and archives (`oci-archive:FILE`).
+    pub outputs: Vec<crate::image::ImageRef>,
     pub base: Option<String>,
     pub package: Option<String>,
     pub bins: Vec<String>,
@@ -44,6 +46,8 @@ pub struct BuildRequest {
     pub jobs: Option<usize>,
     /// Push to the registry named by the tags.
     pub push: bool,
+    /// Push by digest only (no tag): one shard of a build split over machines.
+    pub push_by_digest: bool,
     pub registry: crate::registry::Options,
     /// Never touch the network for bases: use the cache only.
     pub offline: bool,

@@ -34,11 +34,15 @@ struct Cli {
 enum Command {
     /// Cross-compile the project for each platform and write a multi-platform image
     Build(Box<BuildArgs>),
-    /// Push an image or index from an OCI layout (oci:DIR[:TAG]) to a registry
+    /// Copy an image or index, every platform byte for byte, to registries, layouts or archives
+    #[command(
+        after_help = "Examples:\n  xarch push oci:out:1.0 reg.example.com/team/app:1.0 reg.example.com/team/app:latest\n  xarch push reg.example.com/team/app:1.0 oci-archive:app.tar\n  xarch push oci:out:1.0 oci:mirror:1.0"
+    )]
     Push {
-        /// Source: oci:DIR[:TAG]
+        /// Source: oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry reference
         source: String,
-        /// Destination references (same repository; one per tag)
+        /// Destinations: registry references (one repository, one per tag),
+        /// oci:DIR[:TAG] layouts, oci-archive:FILE[:TAG] archives
         #[arg(required = true)]
         targets: Vec<String>,
         /// Concurrent uploads
@@ -99,6 +103,25 @@ enum Command {
     Logout {
         /// Registry host[:port] (Docker Hub: docker.io)
         registry: String,
+    },
+    /// Load one platform of an image into docker or podman (through `docker load`
+    /// / `podman load`)
+    #[command(
+        after_help = "Examples:\n  xarch load oci:target/xarch/oci:1.0\n  xarch load reg.example.com/team/app:1.0 --platform linux/arm64 -t app:arm64"
+    )]
+    Load {
+        /// The image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry reference
+        #[arg(value_parser = parse_image_ref)]
+        image: crate::image::ImageRef,
+        /// Platform to load (default: this machine's)
+        #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+        platform: Option<Platform>,
+        /// Name to load it as, NAME[:TAG] (default: the image's own)
+        #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
+        tag: Option<String>,
+        /// docker or podman (default: docker when its daemon answers, else podman)
+        #[arg(long, value_parser = ["docker", "podman"])]
+        tool: Option<String>,
     },
     /// Smoke-run an image's entrypoint for one platform: natively, or under
     /// qemu-user with the image's filesystem as sysroot (not an isolated container)
@@ -165,8 +188,12 @@ enum ManifestCommand {
         /// Where the index goes: a registry reference with a tag, or oci:DIR:TAG
         target: String,
         /// Images to include: REF[#PLATFORM]
-        #[arg(required = true, value_name = "SOURCE")]
+        #[arg(value_name = "SOURCE", required_unless_present = "from_metadata")]
         sources: Vec<String>,
+        /// Shards to merge: metadata files written by `xarch build --metadata-file`
+        /// (repeatable; their images in the order given)
+        #[arg(long, value_name = "FILE")]
+        from_metadata: Vec<PathBuf>,
         /// Annotation on the index, KEY=VALUE (repeatable)
         #[arg(long, value_name = "KEY=VALUE", value_parser = parse_kv)]
         annotation: Vec<(String, String)>,
@@ -180,6 +207,11 @@ enum ManifestCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+fn parse_image_ref(s: &str) -> Result<crate::image::ImageRef, String> {
+    s.parse()
+        .map_err(|e: crate::registry::reference::BadReference| e.to_string())
 }
 
 fn parse_platform(s: &str) -> Result<Platform, String> {
@@ -234,6 +266,10 @@ struct BuildArgs {
     /// Write into this OCI image layout directory (created if missing)
     #[arg(long, value_name = "DIR")]
     oci_layout: Option<PathBuf>,
+    /// Also write the image here: oci:DIR[:TAG] (a layout) or oci-archive:FILE[:TAG]
+    /// (one tar holding every platform, loadable by docker/podman load; repeatable)
+    #[arg(short, long, value_name = "DEST", value_parser = parse_image_ref)]
+    output: Vec<crate::image::ImageRef>,
     /// Push the image to the registry named by the tags (-t registry/repo:tag)
     #[arg(long)]
     push: bool,
@@ -285,6 +321,14 @@ struct BuildArgs {
     /// With --push: write `REGISTRY/REPO@DIGEST` (the index, one line) to this file
     #[arg(long, value_name = "FILE", requires = "push")]
     digest_file: Option<PathBuf>,
+    /// Push by digest only, no tag: one shard of a build split over machines
+    /// (merge the shards with `xarch manifest create TAG --from-metadata FILE…`)
+    #[arg(long, conflicts_with = "push")]
+    push_by_digest: bool,
+    /// Write the pushed image's repository, digest and per-platform entries (JSON)
+    /// to this file, for `xarch manifest create --from-metadata`
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
 }
 
 fn parse_platforms(s: &str) -> Result<String, String> {
@@ -383,6 +427,21 @@ pub fn main(args: Vec<OsString>) -> i32 {
             digest_file.as_deref(),
         ),
         Command::Inspect(args) => inspect_command(args, registry),
+        Command::Load {
+            image,
+            platform,
+            tag,
+            tool,
+        } => {
+            let req = crate::load::Request {
+                image,
+                platform,
+                name: tag,
+                tool,
+            };
+            crate::load::load(&req, registry)
+                .map(|(tool, name)| ui::status("Loaded", &format!("{name} into {tool}")))
+        }
         Command::Manifest(cmd) => manifest_command(cmd, registry),
         Command::Rebase {
             image,
@@ -468,6 +527,7 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         platforms: args.platform,
         tags: args.tag,
         oci_layout: args.oci_layout,
+        outputs: args.output,
         base: args.base,
         package: args.package,
         bins: args.bins,
@@ -482,6 +542,7 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         install: !args.no_install,
         jobs: args.jobs,
         push: args.push,
+        push_by_digest: args.push_by_digest,
         registry,
         offline: args.offline,
         images: args.image,
@@ -492,6 +553,9 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         let pinned: Vec<String> = reports.iter().filter_map(|r| r.pinned_index()).collect();
         output::digest_file(file, &pinned)?;
     }
+    if let Some(file) = &args.metadata_file {
+        output::metadata_file(file, &reports)?;
+    }
     output::build_reports(&reports, args.json)
 }
 
@@ -499,6 +563,7 @@ fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> any
     let ManifestCommand::Create {
         target,
         sources,
+        from_metadata,
         annotation,
         amend,
         jobs,
@@ -510,6 +575,7 @@ fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> any
             .iter()
             .map(|s| s.parse())
             .collect::<anyhow::Result<_>>()?,
+        from_metadata,
         annotations: annotation,
         amend,
         jobs,

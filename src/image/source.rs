@@ -54,11 +54,10 @@ impl<'a> Source<'a> {
                 layout: Layout::open(dir)?,
                 tag: tag.clone(),
             },
-            ImageRef::Archive { .. } => {
-                bail!(
-                    "{image}: reading OCI archives is not supported yet; unpack it into a layout (tar -x) and use oci:DIR"
-                )
-            }
+            ImageRef::Archive { file, tag } => Kind::Layout {
+                layout: Layout::open(&unpacked(file, ctx)?)?,
+                tag: tag.clone(),
+            },
         };
         Ok(Source {
             name: image.clone(),
@@ -265,6 +264,41 @@ impl<'a> Source<'a> {
         let mut m = self.for_platforms(std::slice::from_ref(platform)).await?;
         m.remove(platform).context("no image for the platform")
     }
+}
+
+/// The layout inside an OCI archive, unpacked once into the cache (keyed by
+/// the file's identity, so a changed file is unpacked again); its blobs are
+/// verified on use like any layout's.
+fn unpacked(file: &std::path::Path, ctx: &Ctx) -> Result<std::path::PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let abs = std::path::absolute(file)?;
+    let id = format!(
+        "{}\0{}\0{}\0{}\0{}",
+        abs.display(),
+        m.len(),
+        m.mtime_nsec() + m.mtime() * 1_000_000_000,
+        m.ctime_nsec() + m.ctime() * 1_000_000_000,
+        m.ino()
+    );
+    let key = Digest::of(id.as_bytes());
+    let root = ctx.cache.root().join("archives");
+    let dir = root.join(&key.hex()[..32]);
+    if dir.join("oci-layout").is_file() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&root)?;
+    let tmp = tempfile::tempdir_in(&root)?;
+    crate::oci::archive::unpack(file, tmp.path())?;
+    match std::fs::rename(tmp.path(), &dir) {
+        Ok(()) => {
+            let _ = tmp.keep();
+        }
+        // Another run unpacked it first: use theirs.
+        Err(_) if dir.join("oci-layout").is_file() => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot unpack into {}", dir.display())),
+    }
+    Ok(dir)
 }
 
 /// A manifest from a registry, through the cache: by digest from the cache

@@ -1,6 +1,7 @@
 //! OCI image plumbing: digests, blobs, layers, images, indexes and the on-disk
 //! image layout. Nothing here touches the network or knows about toolchains.
 
+pub mod archive;
 pub mod blobs;
 pub mod descriptor;
 pub mod digest;

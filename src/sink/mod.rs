@@ -4,6 +4,7 @@
 //! the destination with every blob (HEAD, mount, local copy, fetched copy),
 //! writes manifests children before parents, and tags last.
 
+mod archive;
 mod layout;
 mod push;
 mod walk;
@@ -17,6 +18,7 @@ pub use walk::{Walk, walk};
 
 use crate::image::{Ctx, Homes, ImageRef};
 use crate::oci::Descriptor;
+use crate::platform::Platform;
 use crate::registry::Reference;
 
 /// Where an image goes.
@@ -28,6 +30,13 @@ pub enum Destination {
     /// A registry repository, under each tag (or by digest when a reference
     /// names no tag).
     Registry { refs: Vec<Reference> },
+    /// An OCI archive (one tar), with a docker `manifest.json` for `platform`
+    /// (default: this machine's).
+    Archive {
+        file: PathBuf,
+        tag: LayoutTag,
+        platform: Option<Platform>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -93,11 +102,14 @@ impl Destination {
                         }),
                     }
                 }
-                ImageRef::Archive { .. } => {
-                    bail!(
-                        "{t}: writing OCI archives is not supported yet; write a layout (oci:DIR) and tar it"
-                    )
-                }
+                ImageRef::Archive { file, .. } => out.push(Destination::Archive {
+                    file: file.clone(),
+                    tag: LayoutTag {
+                        tag: t.write_tag().expect("an archive always has a tag to write"),
+                        name: None,
+                    },
+                    platform: None,
+                }),
             }
         }
         Ok(out)
@@ -108,6 +120,7 @@ impl Destination {
         match self {
             Destination::Layout { dir, .. } => format!("oci:{}", dir.display()),
             Destination::Registry { refs } => refs.first().map(|r| r.name()).unwrap_or_default(),
+            Destination::Archive { file, .. } => format!("oci-archive:{}", file.display()),
         }
     }
 }
@@ -129,6 +142,20 @@ pub async fn deliver(
                 .iter()
                 .map(|t| format!("oci:{}:{}@{}", dir.display(), t.tag, root.digest))
                 .collect();
+            Ok(Delivered { pinned, push: None })
+        }
+        Destination::Archive {
+            file,
+            tag,
+            platform,
+        } => {
+            archive::deliver(ctx, homes, &w, file, tag, platform.as_ref()).await?;
+            let pinned = vec![format!(
+                "oci-archive:{}:{}@{}",
+                file.display(),
+                tag.tag,
+                root.digest
+            )];
             Ok(Delivered { pinned, push: None })
         }
         Destination::Registry { refs } => {

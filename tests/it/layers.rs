@@ -24,12 +24,15 @@ const RANKS: &[(&str, u8)] = &[
     ("toolchain", 4),
     ("sink", 5),
     ("base", 5),
+    ("attest", 5),
     ("run", 6),
+    ("sign", 6),
     ("build", 7),
     ("inspect", 7),
     ("manifest", 7),
     ("rebase", 7),
     ("publish", 7),
+    ("load", 7),
     ("cli", 8),
 ];
 

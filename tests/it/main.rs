@@ -4,6 +4,7 @@
 
 mod common;
 
+mod archive;
 mod attest;
 mod build;
 mod crash;
@@ -17,5 +18,6 @@ mod registry_auth;
 mod registry_faults;
 mod registry_flags;
 mod run;
+mod shard;
 mod sign;
 mod toolchains;
