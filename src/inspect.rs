@@ -192,7 +192,7 @@ async fn image_config(src: &Source<'_>, manifest: &Fetched) -> Result<(Blob, Val
     let m = source::parse(manifest)?;
     let desc = blob(&m["config"])
         .with_context(|| format!("manifest {} has no config", manifest.digest))?;
-    let bytes = src.blob(&desc.digest.parse()?).await?;
+    let bytes = src.blob(&desc.digest.parse()?, desc.size).await?;
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Ok((desc, json, bytes))
 }

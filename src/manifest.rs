@@ -329,7 +329,10 @@ async fn single(
         .as_str()
         .with_context(|| format!("{} has no config", src.name()))?
         .parse()?;
-    let config: Value = serde_json::from_slice(&src.blob(&config_digest).await?)
+    let config_size = doc["config"]["size"]
+        .as_u64()
+        .with_context(|| format!("{} has a config without a size", src.name()))?;
+    let config: Value = serde_json::from_slice(&src.blob(&config_digest, config_size).await?)
         .with_context(|| format!("the config of {} is not JSON", src.name()))?;
     let declared = config_platform(&config);
     let (key, platform_json) = match platform {
@@ -451,7 +454,12 @@ async fn stage(
                 (Target::Registry(_), Some(home)) => {
                     remote.insert(d, home.clone());
                 }
-                _ => src.copy_blob(&d, store).await?,
+                _ => {
+                    let size = desc["size"].as_u64().with_context(|| {
+                        format!("manifest {} has a descriptor without a size", m.digest)
+                    })?;
+                    src.copy_blob(&d, size, store).await?
+                }
             }
         }
     }

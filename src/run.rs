@@ -64,7 +64,7 @@ pub fn resolve(
                         "Fetching",
                         &format!("layer {} from {}", d.short(), r.name()),
                     );
-                    rt.block_on(client.fetch_blob(&r, &d, cache.blobs(), None))?;
+                    rt.block_on(client.fetch_blob(&r, &d, l.size(), cache.blobs(), None))?;
                 }
                 layers.push(d);
             }

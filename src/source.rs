@@ -91,8 +91,8 @@ impl<'a> Source<'a> {
         }
     }
 
-    /// A small blob's bytes (a config), verified.
-    pub async fn blob(&self, digest: &Digest) -> Result<Vec<u8>> {
+    /// A small blob's bytes (a config) of its descriptor's `size`, verified.
+    pub async fn blob(&self, digest: &Digest, size: u64) -> Result<Vec<u8>> {
         match self {
             Source::Registry {
                 reference,
@@ -101,7 +101,7 @@ impl<'a> Source<'a> {
             } => {
                 if !cache.blobs().has(digest) {
                     client
-                        .fetch_blob(reference, digest, cache.blobs(), None)
+                        .fetch_blob(reference, digest, size, cache.blobs(), None)
                         .await?;
                 }
                 cache.blobs().read(digest)
@@ -115,7 +115,7 @@ impl<'a> Source<'a> {
     }
 
     /// Copies a blob into `store` (verified), unless it is there already.
-    pub async fn copy_blob(&self, digest: &Digest, store: &BlobStore) -> Result<()> {
+    pub async fn copy_blob(&self, digest: &Digest, size: u64, store: &BlobStore) -> Result<()> {
         if store.has(digest) {
             return Ok(());
         }
@@ -128,7 +128,9 @@ impl<'a> Source<'a> {
                 if cache.blobs().has(digest) {
                     store.copy_from(cache.blobs(), digest)
                 } else {
-                    client.fetch_blob(reference, digest, store, None).await?;
+                    client
+                        .fetch_blob(reference, digest, size, store, None)
+                        .await?;
                     Ok(())
                 }
             }

@@ -251,7 +251,7 @@ fn run_image(
             &client,
             &cache,
             &store,
-            &remote_blobs,
+            &remote,
             req.offline,
         ))?;
     }
@@ -369,17 +369,21 @@ async fn fill_base_layers(
     client: &Client,
     cache: &Cache,
     store: &BlobStore,
-    remote: &HashMap<Digest, Reference>,
+    remote: &BTreeMap<Platform, (Base, Reference)>,
     offline: bool,
 ) -> Result<()> {
-    for (d, r) in remote {
-        if store.has(d) {
+    let layers = remote
+        .values()
+        .flat_map(|(base, r)| base.layers.iter().map(move |l| (l, r)));
+    for (l, r) in layers {
+        let d: Digest = l.digest().to_string().parse()?;
+        if store.has(&d) {
             continue;
         }
-        if cache.blobs().has(d) {
+        if cache.blobs().has(&d) {
             let mut w = store.writer()?;
-            std::io::copy(&mut cache.blobs().open_blob(d)?, &mut w)?;
-            w.commit_expect(d)?;
+            std::io::copy(&mut cache.blobs().open_blob(&d)?, &mut w)?;
+            w.commit_expect(&d)?;
         } else {
             if offline {
                 anyhow::bail!(
@@ -390,7 +394,7 @@ async fn fill_base_layers(
                 "Fetching",
                 &format!("base layer {} from {}", d.short(), r.name()),
             );
-            client.fetch_blob(r, d, store, None).await?;
+            client.fetch_blob(r, &d, l.size(), store, None).await?;
         }
     }
     Ok(())

@@ -188,6 +188,14 @@ struct RegistryArgs {
     /// Upload blobs larger than this many MiB in chunks (PATCH) of this size
     #[arg(long, value_name = "MIB", global = true)]
     chunk_size: Option<u64>,
+    /// Seconds one registry request may take (plus 1 s per 64 KiB of blob it moves)
+    #[arg(long, value_name = "SECS", global = true, env = "XARCH_TIMEOUT",
+          default_value_t = crate::registry::client::DEFAULT_TIMEOUT)]
+    timeout: u64,
+    /// Seconds a registry request may go without a byte moving
+    #[arg(long, value_name = "SECS", global = true, env = "XARCH_STALL_TIMEOUT",
+          default_value_t = crate::registry::client::DEFAULT_STALL_TIMEOUT)]
+    stall_timeout: u64,
 }
 
 impl RegistryArgs {
@@ -196,6 +204,8 @@ impl RegistryArgs {
             insecure: self.insecure,
             ca_cert: self.ca_cert.clone(),
             chunk_size: self.chunk_size.map(|m| m << 20),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            stall_timeout: std::time::Duration::from_secs(self.stall_timeout),
         }
     }
 }

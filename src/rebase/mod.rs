@@ -359,7 +359,11 @@ async fn fill(
         match homes.remote.get(d) {
             Some(r) if fetch => {
                 ui::status("Fetching", &format!("{} from {}", d.short(), r.name()));
-                client.fetch_blob(r, d, store, None).await?;
+                let size = *homes
+                    .sizes
+                    .get(d)
+                    .with_context(|| format!("no descriptor size is known for blob {d}"))?;
+                client.fetch_blob(r, d, size, store, None).await?;
             }
             Some(_) => {}
             None => bail!("blob {d} is in no layout, cache or registry xarch knows of"),

@@ -33,6 +33,8 @@ pub struct Source {
 pub struct Homes {
     pub local: Vec<BlobStore>,
     pub remote: HashMap<Digest, Reference>,
+    /// The descriptor size of each blob in `remote`, which bounds its fetch.
+    pub sizes: HashMap<Digest, u64>,
 }
 
 impl Source {
@@ -50,6 +52,7 @@ impl Homes {
         Homes {
             local: vec![cache.blobs().clone()],
             remote: HashMap::new(),
+            sizes: HashMap::new(),
         }
     }
 
@@ -59,8 +62,9 @@ impl Homes {
         match home {
             Home::Remote(r) => {
                 for l in layers {
-                    self.remote
-                        .insert(l.digest().to_string().parse()?, r.clone());
+                    let d: Digest = l.digest().to_string().parse()?;
+                    self.sizes.insert(d.clone(), l.size());
+                    self.remote.insert(d, r.clone());
                 }
             }
             Home::Local(s) => {
@@ -205,7 +209,10 @@ async fn fetch(client: &Client, r: &Reference, cache: &Cache) -> Result<Digest> 
     for m in &manifests {
         let c = config_digest(m)?;
         if !cache.blobs().has(&c) {
-            client.fetch_blob(r, &c, cache.blobs(), None).await?;
+            let size = m["config"]["size"]
+                .as_u64()
+                .context("manifest config has no size")?;
+            client.fetch_blob(r, &c, size, cache.blobs(), None).await?;
         }
     }
     Ok(top.digest)

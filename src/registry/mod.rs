@@ -3,10 +3,12 @@
 
 pub mod auth;
 pub mod client;
+pub mod error;
 pub mod pull;
 pub mod push;
 pub mod reference;
 pub mod remote;
 
 pub use client::{Client, Options};
+pub use error::Error;
 pub use reference::{ImageRef, Reference};

@@ -130,8 +130,11 @@ async fn base_from(
         if offline {
             bail!("config of {r} is not in the cache and --offline forbids fetching it");
         }
+        let size = manifest["config"]["size"]
+            .as_u64()
+            .context("manifest config has no size")?;
         client
-            .fetch_blob(r, &config_digest, cache.blobs(), None)
+            .fetch_blob(r, &config_digest, size, cache.blobs(), None)
             .await?;
     }
     let config =

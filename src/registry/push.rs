@@ -229,7 +229,7 @@ async fn push_blob(
         ),
         Some(from) => {
             let bar = progress.bar("Fetching", short, b.size);
-            let p = fetch_to_cache(client, set, from, &b.digest, bar.get()).await?;
+            let p = fetch_to_cache(client, set, from, &b.digest, b.size, bar.get()).await?;
             bar.restart("Uploading");
             (p, bar)
         }
@@ -257,11 +257,12 @@ async fn fetch_to_cache(
     set: &PushSet<'_>,
     from: &Reference,
     d: &Digest,
+    size: u64,
     bar: Option<&ProgressBar>,
 ) -> Result<std::path::PathBuf> {
     let store = set.cache.blobs();
     if !store.has(d) {
-        client.fetch_blob(from, d, store, bar).await?;
+        client.fetch_blob(from, d, size, store, bar).await?;
     }
     Ok(store.path(d))
 }
