@@ -682,7 +682,7 @@ impl Client {
             method: method.clone(),
             url: url.clone(),
             what,
-            limit: crate::ui::size(limit as u64),
+            limit: in_units(limit),
         };
         if let Some(n) = resp.content_length().filter(|n| *n > limit as u64) {
             return Err(too_large(format!("{what} ({n} bytes)")));
@@ -839,6 +839,15 @@ fn next_hop(method: &Method, resp: &Response, hops: u32) -> Result<Url, Error> {
         return Err(fail(format!("a redirect to a {} URL", next.scheme())));
     }
     Ok(next)
+}
+
+/// `4 MiB`, `64 KiB`, or `1000 bytes`: a limit as it is written down.
+fn in_units(n: usize) -> String {
+    match n {
+        n if n > 0 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n > 0 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
 }
 
 /// `scheme://host:port`, the port always written: where a credential may go.

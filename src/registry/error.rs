@@ -230,9 +230,31 @@ pub fn parse_body(body: &[u8], cut: bool) -> (Vec<String>, String) {
 }
 
 /// At most `MAX_SHOWN` characters, with "…" when anything was left out.
+/// Control characters (a terminal's escape sequences, NULs) and runs of
+/// white space become one space: the text is the registry's, not ours.
 fn shorten(text: &str, cut: bool) -> String {
-    let mut out: String = text.chars().take(MAX_SHOWN).collect();
-    if cut || out.len() < text.len() {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    let mut shown = 0;
+    while let Some(c) = chars.next() {
+        if shown == MAX_SHOWN {
+            out.push('…');
+            return out;
+        }
+        if c.is_control() || c.is_whitespace() {
+            while chars
+                .next_if(|c| c.is_control() || c.is_whitespace())
+                .is_some()
+            {}
+            out.push(' ');
+        } else {
+            out.push(c);
+        }
+        shown += 1;
+    }
+    let trimmed = out.trim();
+    let mut out = trimmed.to_string();
+    if cut {
         out.push('…');
     }
     out
@@ -258,6 +280,11 @@ mod tests {
         assert_eq!(msg.chars().count(), MAX_SHOWN + 1);
         assert!(msg.ends_with('…'));
         assert_eq!(parse_body(b"short", true).1, "short…");
+        let hostile = b"\x1b]0;owned\x07 red \x1b[31mtext\0\0\0\n\n end";
+        let (_, msg) = parse_body(hostile, false);
+        assert!(!msg.chars().any(char::is_control), "{msg:?}");
+        assert_eq!(msg, "]0;owned red [31mtext end");
+        assert_eq!(parse_body(&[0u8; 100], true).1, "…");
     }
 
     #[test]

@@ -166,8 +166,8 @@ impl Client {
             scopes: &scopes,
             size,
         };
-        let mut resp = self.exchange(r, call).await?;
         let context = || format!("cannot fetch blob {digest} from {}", r.name());
+        let mut resp = self.exchange(r, call).await.with_context(context)?;
         if !resp.status().is_success() {
             return Err(self.status_error(&Method::GET, resp).await).with_context(context);
         }

@@ -5,6 +5,7 @@
 mod common;
 
 mod build;
+mod hostile_registry;
 mod inspect;
 mod manifest;
 mod rebase;
