@@ -1,14 +1,13 @@
-//! Talking to OCI registries: references, credentials, the HTTP client, pulling
-//! bases per platform and pushing images. Knows nothing about toolchains.
+//! Talking to OCI registries: references, credentials, the HTTP client and the
+//! distribution API. Knows nothing about caches, layouts or toolchains.
 
 pub mod auth;
 pub mod client;
 pub mod error;
-pub mod pull;
-pub mod push;
+pub mod login;
 pub mod reference;
 pub mod remote;
 
 pub use client::{Client, Options};
 pub use error::Error;
-pub use reference::{ImageRef, Reference};
+pub use reference::Reference;
