@@ -997,10 +997,11 @@ fn retry_after(h: &HeaderMap) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// Resolves an upload `Location` header against the request URL.
-pub fn location(resp: &Response) -> Result<String, Error> {
+/// Resolves an upload `Location` header (of the answer to `method`) against
+/// the request URL.
+pub fn location(method: &Method, resp: &Response) -> Result<String, Error> {
     let fail = |why: &str| Error::Protocol {
-        method: Method::POST,
+        method: method.clone(),
         url: redact(resp.url().as_str()),
         why: why.to_string(),
     };

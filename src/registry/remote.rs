@@ -281,7 +281,7 @@ impl Client {
             return Err(self.status_error(&Method::POST, resp).await)
                 .with_context(|| format!("cannot start upload of {digest} to {}", target.name()));
         }
-        let mut url = location(&resp)?;
+        let mut url = location(&Method::POST, &resp)?;
         let chunk = self.options().chunk_size.filter(|c| *c > 0 && size > *c);
         let last = match chunk {
             None => file_body(file, 0, size, progress),
@@ -307,7 +307,7 @@ impl Client {
                     if resp.status() != StatusCode::ACCEPTED {
                         return Err(self.status_error(&Method::PATCH, resp).await.into());
                     }
-                    url = location(&resp)?;
+                    url = location(&Method::PATCH, &resp)?;
                     offset += len;
                 }
                 Body::Empty

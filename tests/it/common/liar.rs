@@ -205,20 +205,8 @@ fn read_head(r: &mut impl BufRead) -> std::io::Result<(Vec<u8>, Request)> {
         }
         head.extend_from_slice(&line);
     }
-    let text = String::from_utf8_lossy(&head).into_owned();
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next().unwrap_or("").split(' ');
-    let method = first.next().unwrap_or("").to_string();
-    let target = first.next().unwrap_or("").to_string();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let req = Request {
-        method,
-        target,
-        headers,
-    };
+    let req =
+        Request::parse(&String::from_utf8_lossy(&head)).ok_or(std::io::ErrorKind::InvalidData)?;
     Ok((head, req))
 }
 
