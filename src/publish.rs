@@ -26,16 +26,11 @@ pub fn push(src: &ImageRef, targets: &[ImageRef], opts: Options, jobs: usize) ->
     let ctx = Ctx::new(opts, false)?;
     runtime::block_on(async {
         let source = Source::open(src, &ctx)?;
-        let tree = source.tree().await?;
-        let root = tree.root.descriptor();
-        // The tree's manifests and configs are local now (the source's store,
-        // or the cache); layers stay where the source has them.
+        let root = source.root().await?.descriptor();
+        // Every manifest under the root made local (the source's store, or
+        // the cache); every blob found where the source has it.
         let mut homes = Homes::new(ctx.cache.blobs(), &ctx);
-        let layers = tree.images.iter().flat_map(|i| &i.manifest.layers);
-        homes.add(&source.home(), layers);
-        if let Some(index) = &tree.index {
-            fetch_other_entries(&source, index, &mut homes).await?;
-        }
+        gather(&source, &root, 0, &mut homes).await?;
         let mut out = Pushed {
             digest: root.digest.clone(),
             pinned: vec![],
@@ -50,19 +45,26 @@ pub fn push(src: &ImageRef, targets: &[ImageRef], opts: Options, jobs: usize) ->
     })?
 }
 
-/// Index entries that are not platform images (attestations, artifacts) are
-/// carried too: their manifests made local, their blobs found where they are.
-async fn fetch_other_entries(
+/// The whole tree under `desc` — platform images, attestations, nested
+/// indexes — with each manifest read (bounded, verified) and each blob's home
+/// recorded.
+async fn gather(
     source: &Source<'_>,
-    index: &crate::image::Index,
+    desc: &crate::oci::Descriptor,
+    depth: usize,
     homes: &mut Homes,
 ) -> Result<()> {
-    let (images, _) = index.images()?;
-    for e in index.manifests.iter().filter(|e| !images.contains(e)) {
-        let doc = source.manifest(e).await?;
-        if !doc.is_index() {
-            homes.add(&source.home(), doc.manifest()?.blobs());
+    if depth > 4 {
+        bail!("indexes nest deeper than 4 levels at {}", desc.digest);
+    }
+    let doc = source.manifest(desc).await?;
+    homes.add(&source.home(), [desc]);
+    if doc.is_index() {
+        for child in &doc.index()?.manifests {
+            Box::pin(gather(source, child, depth + 1, homes)).await?;
         }
+    } else {
+        homes.add(&source.home(), doc.manifest()?.blobs());
     }
     Ok(())
 }

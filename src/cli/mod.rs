@@ -177,8 +177,12 @@ enum ManifestCommand {
         /// Where the index goes: a registry reference with a tag, or oci:DIR:TAG
         target: String,
         /// Images to include: REF[#PLATFORM]
-        #[arg(required = true, value_name = "SOURCE")]
+        #[arg(value_name = "SOURCE", required_unless_present = "from_metadata")]
         sources: Vec<String>,
+        /// Shards to merge: metadata files written by `xarch build --metadata-file`
+        /// (repeatable; their images in the order given)
+        #[arg(long, value_name = "FILE")]
+        from_metadata: Vec<PathBuf>,
         /// Annotation on the index, KEY=VALUE (repeatable)
         #[arg(long, value_name = "KEY=VALUE", value_parser = parse_kv)]
         annotation: Vec<(String, String)>,
@@ -316,6 +320,14 @@ struct BuildArgs {
     /// With --push: write `REGISTRY/REPO@DIGEST` (the index, one line) to this file
     #[arg(long, value_name = "FILE", requires = "push")]
     digest_file: Option<PathBuf>,
+    /// Push by digest only, no tag: one shard of a build split over machines
+    /// (merge the shards with `xarch manifest create TAG --from-metadata FILE…`)
+    #[arg(long, conflicts_with = "push")]
+    push_by_digest: bool,
+    /// Write the pushed image's repository, digest and per-platform entries (JSON)
+    /// to this file, for `xarch manifest create --from-metadata`
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
 }
 
 fn parse_platforms(s: &str) -> Result<String, String> {
@@ -525,6 +537,7 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         install: !args.no_install,
         jobs: args.jobs,
         push: args.push,
+        push_by_digest: args.push_by_digest,
         registry,
         offline: args.offline,
         images: args.image,
@@ -535,6 +548,9 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         let pinned: Vec<String> = reports.iter().filter_map(|r| r.pinned_index()).collect();
         output::digest_file(file, &pinned)?;
     }
+    if let Some(file) = &args.metadata_file {
+        output::metadata_file(file, &reports)?;
+    }
     output::build_reports(&reports, args.json)
 }
 
@@ -542,6 +558,7 @@ fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> any
     let ManifestCommand::Create {
         target,
         sources,
+        from_metadata,
         annotation,
         amend,
         jobs,
@@ -553,6 +570,7 @@ fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> any
             .iter()
             .map(|s| s.parse())
             .collect::<anyhow::Result<_>>()?,
+        from_metadata,
         annotations: annotation,
         amend,
         jobs,

@@ -58,6 +58,16 @@ pub async fn deliver(
         bail!("nothing to push to")
     };
     let (root, _) = w.manifests.last().expect("a walk holds its root");
+    if let Some(d) = refs
+        .iter()
+        .find_map(|r| r.digest.as_ref())
+        .filter(|d| *d != &root.digest)
+    {
+        bail!(
+            "the destination names digest {d}, but the image is {}; name a tag, or its own digest",
+            root.digest
+        );
+    }
     ui::status(
         "Pushing",
         &format!("{} to {}", root.digest.short(), first.name()),

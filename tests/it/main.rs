@@ -18,4 +18,5 @@ mod registry_auth;
 mod registry_faults;
 mod registry_flags;
 mod run;
+mod shard;
 mod toolchains;
