@@ -86,6 +86,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List what is attached to an image: signatures, SBOMs, provenance (OCI 1.1
+    /// referrers, or the sha256-<hex> fallback tag)
+    Referrers {
+        /// The image: a registry reference, oci:DIR[:TAG] or oci-archive:FILE[:TAG]
+        #[arg(value_parser = parse_image_ref)]
+        image: crate::image::ImageRef,
+        /// Only referrers of this artifact type
+        #[arg(long, value_name = "TYPE")]
+        artifact_type: Option<String>,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// Log in to a registry (saved in the docker config, as `docker login` does)
     Login {
         /// Registry host[:port] (Docker Hub: docker.io)
@@ -426,6 +439,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
             digest_file.as_deref(),
         ),
         Command::Inspect(args) => inspect_command(args, registry),
+        Command::Referrers {
+            image,
+            artifact_type,
+            json,
+        } => crate::referrers::list(&image, artifact_type.as_deref(), registry)
+            .and_then(|a| output::referrers(&a, json)),
         Command::Load {
             image,
             platform,

@@ -19,10 +19,10 @@ use crate::ui;
 
 pub struct Source<'a> {
     name: ImageRef,
-    kind: Kind<'a>,
+    pub(super) kind: Kind<'a>,
 }
 
-enum Kind<'a> {
+pub(super) enum Kind<'a> {
     Registry { reference: Reference, ctx: &'a Ctx },
     Layout { layout: Layout, tag: Option<String> },
 }

@@ -104,7 +104,14 @@ impl Client {
         }
     }
 
-    pub async fn put_manifest(&self, r: &Reference, media_type: &str, bytes: &[u8]) -> Result<()> {
+    /// PUTs a manifest; returns the subject digest a registry with the
+    /// referrers API acknowledges (`OCI-Subject`), if any.
+    pub async fn put_manifest(
+        &self,
+        r: &Reference,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Option<Digest>> {
         let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
         let h = headers(&[("content-type", media_type)]);
         let resp = self
@@ -121,7 +128,45 @@ impl Client {
             return Err(self.status_error(&Method::PUT, resp).await)
                 .with_context(|| format!("cannot push {r}"));
         }
-        Ok(())
+        Ok(resp
+            .headers()
+            .get("oci-subject")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse().ok()))
+    }
+
+    /// The referrers API (`GET /v2/<repo>/referrers/<digest>`): the index of
+    /// manifests whose subject is `digest`, or None when the registry has no
+    /// such API (then the `sha256-<hex>` tag is the fallback).
+    pub async fn referrers(&self, r: &Reference, digest: &Digest) -> Result<Option<Fetched>> {
+        let path = format!("/v2/{}/referrers/{digest}", r.repository);
+        let h = headers(&[("accept", crate::oci::media::OCI_INDEX)]);
+        let mut resp = self
+            .send(r, Method::GET, &path, h, Body::Empty, &[pull_scope(r)])
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {
+                return Ok(None);
+            }
+            s if !s.is_success() => return Err(registry_error(&Method::GET, &path, resp).await),
+            _ => {}
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() > MAX_MANIFEST {
+                bail!(
+                    "the referrers of {digest} in {} are larger than 4 MiB; refusing them",
+                    r.name()
+                );
+            }
+        }
+        let digest = Digest::of(&bytes);
+        Ok(Some(Fetched {
+            bytes,
+            media_type: crate::oci::media::OCI_INDEX.to_string(),
+            digest,
+        }))
     }
 
     /// True when the repository already has the blob.

@@ -13,6 +13,7 @@ mod layers;
 mod manifest;
 mod model;
 mod rebase;
+mod referrers;
 mod registry;
 mod registry_auth;
 mod registry_faults;
