@@ -141,26 +141,20 @@ impl Client {
     pub async fn referrers(&self, r: &Reference, digest: &Digest) -> Result<Option<Fetched>> {
         let path = format!("/v2/{}/referrers/{digest}", r.repository);
         let h = headers(&[("accept", crate::oci::media::OCI_INDEX)]);
-        let mut resp = self
+        let resp = self
             .send(r, Method::GET, &path, h, Body::Empty, &[pull_scope(r)])
             .await?;
         match resp.status() {
             StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {
                 return Ok(None);
             }
-            s if !s.is_success() => return Err(registry_error(&Method::GET, &path, resp).await),
+            s if !s.is_success() => return Err(self.status_error(&Method::GET, resp).await.into()),
             _ => {}
         }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > MAX_MANIFEST {
-                bail!(
-                    "the referrers of {digest} in {} are larger than 4 MiB; refusing them",
-                    r.name()
-                );
-            }
-        }
+        let bytes = self
+            .body(&Method::GET, resp, MAX_MANIFEST, "the referrers index")
+            .await
+            .with_context(|| format!("the referrers of {digest} in {}", r.name()))?;
         let digest = Digest::of(&bytes);
         Ok(Some(Fetched {
             bytes,
