@@ -5,6 +5,7 @@
 use anyhow::{Result, bail};
 
 use crate::image::{Ctx, Homes, ImageRef, Source};
+use crate::oci::Descriptor;
 use crate::oci::Digest;
 use crate::registry::Options;
 use crate::runtime;
@@ -30,14 +31,15 @@ pub fn push(src: &ImageRef, targets: &[ImageRef], opts: Options, jobs: usize) ->
         // Every manifest under the root made local (the source's store, or
         // the cache); every blob found where the source has it.
         let mut homes = Homes::new(ctx.cache.blobs(), &ctx);
-        gather(&source, &root, 0, &mut homes).await?;
+        let mut referrers = Vec::new();
+        gather(&source, &root, 0, &mut homes, &mut referrers).await?;
         let mut out = Pushed {
             digest: root.digest.clone(),
             pinned: vec![],
             stats: None,
         };
         for d in &dests {
-            let done = sink::deliver(&ctx, &root, &homes, d, jobs).await?;
+            let done = sink::deliver_with(&ctx, &root, &referrers, &homes, d, jobs).await?;
             out.pinned.extend(done.pinned);
             out.stats = done.push.or(out.stats.take());
         }
@@ -47,24 +49,32 @@ pub fn push(src: &ImageRef, targets: &[ImageRef], opts: Options, jobs: usize) ->
 
 /// The whole tree under `desc` — platform images, attestations, nested
 /// indexes — with each manifest read (bounded, verified) and each blob's home
-/// recorded.
+/// recorded; and the referrers of every manifest in it (signatures, SBOMs,
+/// and their own referrers), in `referrers`.
 async fn gather(
     source: &Source<'_>,
-    desc: &crate::oci::Descriptor,
+    desc: &Descriptor,
     depth: usize,
     homes: &mut Homes,
+    referrers: &mut Vec<Descriptor>,
 ) -> Result<()> {
     if depth > 4 {
-        bail!("indexes nest deeper than 4 levels at {}", desc.digest);
+        bail!("manifests nest deeper than 4 levels at {}", desc.digest);
     }
     let doc = source.manifest(desc).await?;
     homes.add(&source.home(), [desc]);
     if doc.is_index() {
         for child in &doc.index()?.manifests {
-            Box::pin(gather(source, child, depth + 1, homes)).await?;
+            Box::pin(gather(source, child, depth + 1, homes, referrers)).await?;
         }
     } else {
         homes.add(&source.home(), doc.manifest()?.blobs());
+    }
+    for r in source.referrers(&desc.digest).await? {
+        if !referrers.iter().any(|x| x.digest == r.digest) {
+            referrers.push(r.clone());
+            Box::pin(gather(source, &r, depth + 1, homes, referrers)).await?;
+        }
     }
     Ok(())
 }

@@ -86,6 +86,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List what is attached to an image: signatures, SBOMs, provenance (OCI 1.1
+    /// referrers, or the sha256-<hex> fallback tag)
+    Referrers {
+        /// The image: a registry reference, oci:DIR[:TAG] or oci-archive:FILE[:TAG]
+        #[arg(value_parser = parse_image_ref)]
+        image: crate::image::ImageRef,
+        /// Only referrers of this artifact type
+        #[arg(long, value_name = "TYPE")]
+        artifact_type: Option<String>,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// Log in to a registry (saved in the docker config, as `docker login` does)
     Login {
         /// Registry host[:port] (Docker Hub: docker.io)
@@ -231,6 +244,14 @@ struct RegistryArgs {
     /// Upload blobs larger than this many MiB in chunks (PATCH) of this size
     #[arg(long, value_name = "MIB", global = true)]
     chunk_size: Option<u64>,
+    /// Seconds one registry request may take (plus 1 s per 64 KiB of blob it moves)
+    #[arg(long, value_name = "SECS", global = true, env = "XARCH_TIMEOUT",
+          default_value_t = crate::registry::client::DEFAULT_TIMEOUT)]
+    timeout: u64,
+    /// Seconds a registry request may go without a byte moving
+    #[arg(long, value_name = "SECS", global = true, env = "XARCH_STALL_TIMEOUT",
+          default_value_t = crate::registry::client::DEFAULT_STALL_TIMEOUT)]
+    stall_timeout: u64,
 }
 
 impl RegistryArgs {
@@ -239,6 +260,8 @@ impl RegistryArgs {
             insecure: self.insecure,
             ca_cert: self.ca_cert.clone(),
             chunk_size: self.chunk_size.map(|m| m << 20),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            stall_timeout: std::time::Duration::from_secs(self.stall_timeout),
         }
     }
 }
@@ -427,6 +450,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
             digest_file.as_deref(),
         ),
         Command::Inspect(args) => inspect_command(args, registry),
+        Command::Referrers {
+            image,
+            artifact_type,
+            json,
+        } => crate::referrers::list(&image, artifact_type.as_deref(), registry)
+            .and_then(|a| output::referrers(&a, json)),
         Command::Load {
             image,
             platform,

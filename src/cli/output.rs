@@ -388,3 +388,24 @@ fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
+
+/// `xarch referrers`: per subject (the root, then each image), its referrers.
+pub fn referrers(all: &[crate::referrers::Attached], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(all)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for a in all {
+        let what = a.platform.as_deref().unwrap_or("(root)");
+        writeln!(out, "{} {what}", a.subject)?;
+        if a.referrers.is_empty() {
+            writeln!(out, "  (nothing attached)")?;
+        }
+        for r in &a.referrers {
+            let kind = r.artifact_type.as_deref().unwrap_or(&r.media_type);
+            writeln!(out, "  {}  {kind}  {}", r.digest, ui::size(r.size))?;
+        }
+    }
+    Ok(())
+}

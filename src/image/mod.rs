@@ -8,6 +8,7 @@ pub mod document;
 pub mod homes;
 pub mod metadata;
 pub mod reference;
+pub mod referrers;
 pub mod source;
 
 pub use document::{Config, Document, Index, Manifest};
