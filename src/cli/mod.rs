@@ -151,6 +151,17 @@ enum Command {
     /// Toolchains: what this machine can build for, and how to fix what it cannot
     #[command(subcommand)]
     Toolchain(ToolchainCommand),
+    /// Write a signing key pair in cosign's format: PREFIX.key (ECDSA P-256,
+    /// encrypted with a password from XARCH_KEY_PASSWORD, the terminal or stdin)
+    /// and PREFIX.pub
+    GenerateKeyPair {
+        /// Write PREFIX.key and PREFIX.pub
+        #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+        output_key_prefix: PathBuf,
+        /// Overwrite existing key files
+        #[arg(long)]
+        force: bool,
+    },
     /// List the platforms xarch builds for and what each means to the toolchains
     Targets {
         /// Print JSON
@@ -233,6 +244,14 @@ struct RegistryArgs {
     /// Upload blobs larger than this many MiB in chunks (PATCH) of this size
     #[arg(long, value_name = "MIB", global = true)]
     chunk_size: Option<u64>,
+    /// Seconds one registry request may take (plus 1 s per 64 KiB of blob it moves)
+    #[arg(long, value_name = "SECS", global = true, env = "XARCH_TIMEOUT",
+          default_value_t = crate::registry::client::DEFAULT_TIMEOUT)]
+    timeout: u64,
+    /// Seconds a registry request may go without a byte moving
+    #[arg(long, value_name = "SECS", global = true, env = "XARCH_STALL_TIMEOUT",
+          default_value_t = crate::registry::client::DEFAULT_STALL_TIMEOUT)]
+    stall_timeout: u64,
 }
 
 impl RegistryArgs {
@@ -241,6 +260,8 @@ impl RegistryArgs {
             insecure: self.insecure,
             ca_cert: self.ca_cert.clone(),
             chunk_size: self.chunk_size.map(|m| m << 20),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            stall_timeout: std::time::Duration::from_secs(self.stall_timeout),
         }
     }
 }
@@ -493,6 +514,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Toolchain(cmd) => toolchain_command(cmd),
         Command::Run { .. } => unreachable!("handled above"),
         Command::Targets { json } => output::targets(json),
+        Command::GenerateKeyPair {
+            output_key_prefix,
+            force,
+        } => generate_key_pair_command(&output_key_prefix, force),
     };
     match result {
         Ok(()) => 0,
@@ -693,6 +718,14 @@ fn login_command(
         "Saved",
         &format!("credentials for {host} in {}", path.display()),
     );
+    Ok(())
+}
+
+fn generate_key_pair_command(prefix: &Path, force: bool) -> anyhow::Result<()> {
+    let password = crate::sign::password::read(true)?;
+    let (key, public) = crate::sign::write_key_pair(prefix, password.as_bytes(), force)?;
+    ui::status("Wrote", &format!("private key {}", key.display()));
+    ui::status("Wrote", &format!("public key {}", public.display()));
     Ok(())
 }
 

@@ -368,7 +368,10 @@ impl Ctx {
         store: &BlobStore,
         bar: Option<&indicatif::ProgressBar>,
     ) -> Result<()> {
-        let got = self.client.fetch_blob(r, &desc.digest, store, bar).await?;
+        let got = self
+            .client
+            .fetch_blob(r, &desc.digest, desc.size, store, bar)
+            .await?;
         if got != desc.size {
             bail!(
                 "blob {} from {} is {got} bytes, but its descriptor says {}",

@@ -5,9 +5,11 @@
 mod common;
 
 mod archive;
+mod attest;
 mod build;
 mod compress;
 mod crash;
+mod hostile_registry;
 mod inspect;
 mod layers;
 mod manifest;
@@ -20,4 +22,5 @@ mod registry_faults;
 mod registry_flags;
 mod run;
 mod shard;
+mod sign;
 mod toolchains;

@@ -2,6 +2,7 @@
 //! with the command that installs it), example copies and OCI layout checks.
 
 pub mod http;
+pub mod liar;
 pub mod pki;
 pub mod proxy;
 pub mod registry;
