@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -230,9 +230,16 @@ impl LayerBuilder {
                 Data::File(src) => {
                     let f = File::open(src)
                         .with_context(|| format!("cannot read {}", src.display()))?;
+                    let len = f.metadata()?.len();
                     h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(f.metadata()?.len());
-                    tar.append_data(&mut h, path, BufReader::with_capacity(1 << 20, f))
+                    h.set_size(len);
+                    // Exactly the size the header says, or an error: a file
+                    // that changes while it is read never makes a corrupt tar.
+                    let exact = Exact {
+                        inner: BufReader::with_capacity(1 << 20, f),
+                        left: len,
+                    };
+                    tar.append_data(&mut h, path, exact)
                         .with_context(|| format!("cannot add {} to a layer", src.display()))?;
                 }
                 Data::Symlink(target) => {
@@ -271,6 +278,20 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn a_file_that_changes_size_while_read_is_an_error() {
+        let read = |data: &[u8], left: u64| {
+            let mut r = Exact { inner: data, left };
+            let mut out = Vec::new();
+            r.read_to_end(&mut out).map(|_| out)
+        };
+        assert_eq!(read(b"0123456789", 10).unwrap(), b"0123456789");
+        let grew = read(b"0123456789", 8).unwrap_err().to_string();
+        assert!(grew.contains("grew"), "{grew}");
+        let shrank = read(b"0123456789", 12).unwrap_err().to_string();
+        assert!(shrank.contains("shrank"), "{shrank}");
     }
 
     #[test]
@@ -367,5 +388,33 @@ mod tests {
         assert_ne!(gzip6, key(Compression::Gzip(9), 1));
         assert_ne!(gzip6, key(Compression::Zstd(6), 1));
         assert_ne!(gzip6, key(Compression::None, 1));
+    }
+}
+
+/// A file read as exactly `left` more bytes: fewer (it shrank) or more (it
+/// grew while it was being layered) is an error, not a short or long entry.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let mut one = [0u8; 1];
+            return match self.inner.read(&mut one)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other("the file grew while it was being layered")),
+            };
+        }
+        let want = buf.len().min(self.left as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::other(
+                "the file shrank while it was being layered",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
     }
 }
