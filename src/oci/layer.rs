@@ -257,6 +257,34 @@ impl LayerBuilder {
     }
 }
 
+/// A file read as exactly `left` more bytes: fewer (it shrank) or more (it
+/// grew while it was being layered) is an error, not a short or long entry.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let mut one = [0u8; 1];
+            return match self.inner.read(&mut one)? {
+                0 => Ok(0),
+                _ => Err(io::Error::other("the file grew while it was being layered")),
+            };
+        }
+        let want = buf.len().min(self.left as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::other(
+                "the file shrank while it was being layered",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -388,33 +416,5 @@ mod tests {
         assert_ne!(gzip6, key(Compression::Gzip(9), 1));
         assert_ne!(gzip6, key(Compression::Zstd(6), 1));
         assert_ne!(gzip6, key(Compression::None, 1));
-    }
-}
-
-/// A file read as exactly `left` more bytes: fewer (it shrank) or more (it
-/// grew while it was being layered) is an error, not a short or long entry.
-struct Exact<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Exact<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            let mut one = [0u8; 1];
-            return match self.inner.read(&mut one)? {
-                0 => Ok(0),
-                _ => Err(io::Error::other("the file grew while it was being layered")),
-            };
-        }
-        let want = buf.len().min(self.left as usize);
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::other(
-                "the file shrank while it was being layered",
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
     }
 }
