@@ -15,7 +15,8 @@ use crate::base::{self, BaseSpec};
 use crate::cache::Cache;
 use crate::oci::annotations as ann;
 use crate::oci::image::{self, Base, ImageSpec, NewLayer};
-use crate::oci::{BlobStore, Descriptor, Family, Layer, LayerBuilder, LayerOptions, index};
+use crate::oci::{BlobStore, Descriptor, Digest, Family, Layer, LayerBuilder, LayerOptions, index};
+use crate::platform::Platform;
 use crate::toolchain::Artifact;
 use crate::ui;
 
@@ -27,87 +28,42 @@ pub struct Assembled {
     pub images: Vec<PlatformImage>,
 }
 
-pub fn assemble(
-    plan: &Plan,
-    bases: &Bases,
-    artifacts: &Artifacts,
-    cache: &Cache,
-    store: &BlobStore,
-) -> Result<Assembled> {
-    let opts = LayerOptions {
-        mtime: plan.epoch,
-        compression: plan.compression,
-        threads: plan.jobs,
+/// What the images are made of: the bases, the compiled binaries, each
+/// platform's inputs' digest, and the images `--reuse-from` found instead.
+pub struct Parts<'a> {
+    pub bases: &'a Bases,
+    pub artifacts: &'a Artifacts,
+    pub inputs: &'a BTreeMap<Platform, Digest>,
+    pub reused: &'a BTreeMap<Platform, crate::image::Image>,
+}
+
+/// Layers shared between platforms: `[[files]]` per media type, built-in bases.
+#[derive(Default)]
+struct Shared {
+    files: BTreeMap<&'static str, Layer>,
+    builtins: BTreeMap<String, base::Builtin>,
+}
+
+pub fn assemble(plan: &Plan, parts: &Parts, cache: &Cache, store: &BlobStore) -> Result<Assembled> {
+    let w = Writer {
+        plan,
+        cache,
+        store,
+        files: plan.files_layer()?,
     };
-    let files = plan.files_layer()?;
-    let mut files_layers: BTreeMap<&'static str, Layer> = BTreeMap::new();
-    let mut builtins: BTreeMap<String, base::Builtin> = BTreeMap::new();
+    let mut shared = Shared::default();
     let mut manifests = Vec::new();
     let mut images = Vec::new();
     let mut families = Vec::new();
     for target in &plan.targets {
         let platform = &target.platform;
-        let bins = &artifacts[platform];
-        let (base, label) = match bases.get(platform) {
-            Some(b) => (b.base.clone(), b.label.clone()),
-            None => {
-                let BaseSpec::Builtin(name) = &plan.bases[platform] else {
-                    unreachable!("image bases are resolved before assembling")
-                };
-                if !builtins.contains_key(name) {
-                    let write = |b: &LayerBuilder, opts, media: &str| {
-                        layer(cache, b, opts, media, store, &format!("{name} base"))
-                    };
-                    let built = base::builtin_with(name, plan.epoch, write)?;
-                    builtins.insert(name.clone(), built);
-                }
-                (builtins[name].for_platform(platform), name.clone())
-            }
+        let (entry, image, family) = match parts.reused.get(platform) {
+            Some(img) => reused(img),
+            None => w.image(parts, platform, &mut shared)?,
         };
-        // zstd layers need OCI media types: a Docker schema 2 base is retyped.
-        let base = base.in_family(plan.compression.family_for(base.family))?;
-        let media = plan.compression.media_type(base.family);
-        let mut layers = Vec::new();
-        if let Some(f) = &files {
-            let l = match files_layers.get(media) {
-                Some(l) => l.clone(),
-                None => {
-                    let l = layer(cache, f, opts, media, store, "files")?;
-                    files_layers.insert(media, l.clone());
-                    l
-                }
-            };
-            layers.push(NewLayer {
-                layer: l,
-                created_by: "xarch: files".into(),
-            });
-        }
-        let what = format!("{} for {platform}", names(bins).join(", "));
-        let bin_layer = layer(cache, &plan.bin_layer(bins)?, opts, media, store, &what)?;
-        layers.push(NewLayer {
-            layer: bin_layer,
-            created_by: format!("xarch: {} → {}", names(bins).join(", "), plan.bin_dir),
-        });
-        let written = image::write(
-            &ImageSpec {
-                base: &base,
-                platform,
-                layers: &layers,
-                edits: &plan.edits_for(platform),
-                created: &crate::epoch::rfc3339(plan.epoch),
-                annotations: &annotations(plan, &base),
-            },
-            store,
-        )?;
-        images.push(PlatformImage {
-            platform: platform.to_string(),
-            digest: written.descriptor.digest.to_string(),
-            size: written.total_size,
-            binaries: names(bins),
-            base: label,
-        });
-        families.push(base.family);
-        manifests.push(written.descriptor);
+        images.push(image);
+        families.push(family);
+        manifests.push(entry);
     }
     // A Docker manifest list only when every image is Docker schema 2.
     let family = if families.iter().all(|f| *f == Family::Docker) {
@@ -121,6 +77,126 @@ pub fn assemble(
         entries: manifests,
         images,
     })
+}
+
+/// A platform image `--reuse-from` found: its entry as it is.
+fn reused(img: &crate::image::Image) -> (Descriptor, PlatformImage, Family) {
+    let size = img.document.bytes.len() as u64 + img.manifest.blobs().map(|b| b.size).sum::<u64>();
+    let image = PlatformImage {
+        platform: img.platform.to_string(),
+        digest: img.document.digest.to_string(),
+        size,
+        binaries: vec![],
+        base: "reused".into(),
+    };
+    (img.descriptor.clone(), image, img.manifest.family())
+}
+
+/// Writes one platform's layers, config and manifest.
+struct Writer<'a> {
+    plan: &'a Plan,
+    cache: &'a Cache,
+    store: &'a BlobStore,
+    files: Option<LayerBuilder>,
+}
+
+impl Writer<'_> {
+    fn image(
+        &self,
+        parts: &Parts,
+        platform: &Platform,
+        shared: &mut Shared,
+    ) -> Result<(Descriptor, PlatformImage, Family)> {
+        let plan = self.plan;
+        let bins = &parts.artifacts[platform];
+        let (base, label) = self.base(parts.bases, platform, shared)?;
+        // zstd layers need OCI media types: a Docker schema 2 base is retyped.
+        let base = base.in_family(plan.compression.family_for(base.family))?;
+        let media = plan.compression.media_type(base.family);
+        let mut layers = Vec::new();
+        if let Some(f) = &self.files {
+            let l = match shared.files.get(media) {
+                Some(l) => l.clone(),
+                None => {
+                    let l = self.layer(f, media, "files")?;
+                    shared.files.insert(media, l.clone());
+                    l
+                }
+            };
+            layers.push(NewLayer {
+                layer: l,
+                created_by: "xarch: files".into(),
+            });
+        }
+        let what = format!("{} for {platform}", names(bins).join(", "));
+        layers.push(NewLayer {
+            layer: self.layer(&plan.bin_layer(bins)?, media, &what)?,
+            created_by: format!("xarch: {} → {}", names(bins).join(", "), plan.bin_dir),
+        });
+        let mut annotations = annotations(plan, &base);
+        if let Some(d) = parts.inputs.get(platform) {
+            annotations.insert(super::inputs::ANNOTATION.into(), d.to_string());
+        }
+        let written = image::write(
+            &ImageSpec {
+                base: &base,
+                platform,
+                layers: &layers,
+                edits: &plan.edits_for(platform),
+                created: &crate::epoch::rfc3339(plan.epoch),
+                annotations: &annotations,
+            },
+            self.store,
+        )?;
+        let image = PlatformImage {
+            platform: platform.to_string(),
+            digest: written.descriptor.digest.to_string(),
+            size: written.total_size,
+            binaries: names(bins),
+            base: label,
+        };
+        Ok((written.descriptor, image, base.family))
+    }
+
+    /// The platform's base: an image base as resolved, or a built-in one (its
+    /// layer written once per build).
+    fn base(
+        &self,
+        bases: &Bases,
+        platform: &Platform,
+        shared: &mut Shared,
+    ) -> Result<(Base, String)> {
+        if let Some(b) = bases.get(platform) {
+            return Ok((b.base.clone(), b.label.clone()));
+        }
+        let BaseSpec::Builtin(name) = &self.plan.bases[platform] else {
+            unreachable!("image bases are resolved before assembling")
+        };
+        if !shared.builtins.contains_key(name) {
+            let write = |b: &LayerBuilder, opts, media: &str| {
+                layer(
+                    self.cache,
+                    b,
+                    opts,
+                    media,
+                    self.store,
+                    &format!("{name} base"),
+                )
+            };
+            let built = base::builtin_with(name, self.plan.epoch, write)?;
+            shared.builtins.insert(name.clone(), built);
+        }
+        Ok((shared.builtins[name].for_platform(platform), name.clone()))
+    }
+
+    fn layer(&self, b: &LayerBuilder, media: &str, what: &str) -> Result<Layer> {
+        let opts = LayerOptions {
+            mtime: self.plan.epoch,
+            compression: self.plan.compression,
+            threads: self.plan.jobs,
+        };
+        layer(self.cache, b, opts, media, self.store, what)
+    }
 }
 
 /// The plan's annotations, plus the base's name and digest when it has both.

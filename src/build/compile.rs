@@ -11,14 +11,25 @@ use super::project::{self, Artifacts, Builder};
 use crate::base::BaseSpec;
 use crate::cache::Cache;
 use crate::elf;
+use crate::platform::Platform;
 use crate::targets::Target;
 use crate::toolchain::Artifact;
 use crate::ui;
 
-/// Runs each build; binaries from several builds share one image.
-pub fn compile(plan: &Plan, builders: &[Builder], cache: &Cache) -> Result<Artifacts> {
+/// Runs each build for every platform not `reused`; binaries from several
+/// builds share one image.
+pub fn compile<T>(
+    plan: &Plan,
+    builders: &[Builder],
+    cache: &Cache,
+    reused: &BTreeMap<Platform, T>,
+) -> Result<Artifacts> {
     let tools = cache.root().join("toolchains");
-    let jobs = plan.jobs();
+    let mut jobs = plan.jobs();
+    jobs.retain(|j| !reused.contains_key(&j.target.platform));
+    if jobs.is_empty() {
+        return Ok(BTreeMap::new());
+    }
     for b in builders {
         b.preflight(&jobs, plan.install, &tools)?;
     }
@@ -42,8 +53,12 @@ pub fn compile(plan: &Plan, builders: &[Builder], cache: &Cache) -> Result<Artif
 }
 
 /// Every binary must be an ELF for its platform before it is layered.
-pub fn check(plan: &Plan, artifacts: &Artifacts) -> Result<()> {
-    for target in &plan.targets {
+pub fn check<T>(plan: &Plan, artifacts: &Artifacts, reused: &BTreeMap<Platform, T>) -> Result<()> {
+    for target in plan
+        .targets
+        .iter()
+        .filter(|t| !reused.contains_key(&t.platform))
+    {
         let bins = artifacts
             .get(&target.platform)
             .with_context(|| format!("no binaries were built for {}", target.platform))?;

@@ -7,9 +7,11 @@ pub mod assemble;
 pub mod bases;
 pub mod compile;
 pub mod git;
+pub mod inputs;
 pub mod plan;
 pub mod project;
 pub mod report;
+pub mod reuse;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,35 +96,35 @@ fn run_image(
     if req.offline {
         bases::check_offline(&bases, &ctx, layout_dir)?;
     }
-    let artifacts = compile::compile(&plan, &builders, &ctx.cache)?;
-    compile::check(&plan, &artifacts)?;
+    let inputs = inputs::digests(req, cfg, &plan, &builders, &bases)?;
+    let reused = match &req.reuse_from {
+        Some(repo) => runtime::block_on(reuse::lookup(&ctx, repo, &inputs))??,
+        None => BTreeMap::new(),
+    };
+    let artifacts = compile::compile(&plan, &builders, &ctx.cache, &reused)?;
+    compile::check(&plan, &artifacts, &reused)?;
     // Written straight into the output layout, else into the cache.
     let store = match layout_dir {
         Some(dir) => Layout::open_or_create(dir)?.blobs().clone(),
         None => ctx.cache.blobs().clone(),
     };
-    let built = assemble::assemble(&plan, &bases, &artifacts, &ctx.cache, &store)?;
+    let parts = assemble::Parts {
+        bases: &bases,
+        artifacts: &artifacts,
+        inputs: &inputs,
+        reused: &reused,
+    };
+    let built = assemble::assemble(&plan, &parts, &ctx.cache, &store)?;
     let mut homes = Homes::new(&store, &ctx);
     bases::add_homes(&bases, &mut homes);
+    if let Some(repo) = &req.reuse_from {
+        reuse::add_homes(repo, &reused, &mut homes);
+    }
     if let Some(args) = &req.smoke {
         let platforms: Vec<_> = plan.targets.iter().map(|t| t.platform.clone()).collect();
         crate::run::smoke(&ctx, &homes, &built.index, &platforms, args)?;
     }
-    let mut pushed = Vec::new();
-    let mut stats = None;
-    for d in &dests {
-        let done = runtime::block_on(sink::deliver(
-            &ctx,
-            &built.index,
-            &homes,
-            d,
-            req.push_jobs(),
-        ))??;
-        if let Destination::Registry { .. } = d {
-            pushed = done.pinned;
-            stats = done.push;
-        }
-    }
+    let (pushed, stats) = deliver(req, &ctx, &built, &homes, &dests, &inputs, &reused)?;
     let repository = dests.iter().find_map(|d| match d {
         Destination::Registry { refs } => refs.first().map(|r| r.name()),
         _ => None,
@@ -142,6 +144,44 @@ fn run_image(
         pushed,
         push: stats,
     })
+}
+
+/// Delivers the image to every destination; with `--reuse-from` and a push,
+/// the newly built platform images are tagged by their inputs for later builds.
+/// Returns what the registry destination got.
+fn deliver(
+    req: &BuildRequest,
+    ctx: &Ctx,
+    built: &assemble::Assembled,
+    homes: &Homes,
+    dests: &[Destination],
+    inputs: &BTreeMap<crate::platform::Platform, crate::oci::Digest>,
+    reused: &BTreeMap<crate::platform::Platform, crate::image::Image>,
+) -> Result<(Vec<String>, Option<sink::PushStats>)> {
+    let mut pushed = (Vec::new(), None);
+    for d in dests {
+        let done = runtime::block_on(sink::deliver(ctx, &built.index, homes, d, req.push_jobs()))??;
+        if let Destination::Registry { .. } = d {
+            pushed = (done.pinned, done.push);
+        }
+    }
+    if let (Some(repo), Some(_)) = (&req.reuse_from, &pushed.1) {
+        let new: Vec<_> = built
+            .entries
+            .iter()
+            .filter(|e| e.platform.as_ref().is_some_and(|p| !reused.contains_key(p)))
+            .cloned()
+            .collect();
+        runtime::block_on(reuse::remember(
+            ctx,
+            repo,
+            &new,
+            inputs,
+            homes,
+            req.push_jobs(),
+        ))??;
+    }
+    Ok(pushed)
 }
 
 /// The layout (`--oci-layout`, or the default one unless `--push` or

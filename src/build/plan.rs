@@ -59,6 +59,9 @@ pub struct BuildRequest {
     pub images: Vec<String>,
     /// `--smoke ARGS`: run every platform's image with these arguments first.
     pub smoke: Option<String>,
+    /// `--reuse-from REPO`: take each platform image whose inputs this
+    /// repository already holds instead of compiling it.
+    pub reuse_from: Option<crate::registry::Reference>,
 }
 
 pub struct Plan {

@@ -227,6 +227,16 @@ fn parse_image_ref(s: &str) -> Result<crate::image::ImageRef, String> {
         .map_err(|e: crate::registry::reference::BadReference| e.to_string())
 }
 
+fn parse_repository(s: &str) -> Result<crate::registry::Reference, String> {
+    let r: crate::registry::Reference = s
+        .parse()
+        .map_err(|e: crate::registry::reference::BadReference| e.to_string())?;
+    if r.digest.is_some() {
+        return Err(format!("`{s}` names a digest; give a repository"));
+    }
+    Ok(r)
+}
+
 fn parse_platform(s: &str) -> Result<Platform, String> {
     s.parse()
         .map_err(|e: crate::platform::ParsePlatformError| e.to_string())
@@ -354,6 +364,11 @@ struct BuildArgs {
     /// (merge the shards with `xarch manifest create TAG --from-metadata FILE…`)
     #[arg(long, conflicts_with = "push")]
     push_by_digest: bool,
+    /// Reuse each platform image this repository already holds for the same inputs
+    /// (sources, config, flags, toolchains, base) instead of compiling it; with a
+    /// push, newly built platform images are kept there for the next build
+    #[arg(long, value_name = "REPO", value_parser = parse_repository)]
+    reuse_from: Option<crate::registry::Reference>,
     /// Write the pushed image's repository, digest and per-platform entries (JSON)
     /// to this file, for `xarch manifest create --from-metadata`
     #[arg(long, value_name = "FILE")]
@@ -580,6 +595,7 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         compression_level: args.compression_level,
         push: args.push,
         push_by_digest: args.push_by_digest,
+        reuse_from: args.reuse_from,
         registry,
         offline: args.offline,
         images: args.image,

@@ -20,6 +20,7 @@ mod registry;
 mod registry_auth;
 mod registry_faults;
 mod registry_flags;
+mod reuse;
 mod run;
 mod shard;
 mod sign;
