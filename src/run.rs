@@ -21,8 +21,15 @@ use crate::{elf, rootfs, targets, ui};
 /// What to run: one platform's config and its layers, in `store`.
 pub struct Image {
     pub config: Value,
-    pub layers: Vec<Digest>,
+    pub layers: Vec<LayerRef>,
     pub platform: Platform,
+}
+
+/// A layer to unpack: its digest, and its media type (which says how it is
+/// compressed).
+pub struct LayerRef {
+    pub digest: Digest,
+    pub media_type: String,
 }
 
 /// Resolves `image` (a registry reference or `oci:DIR[:TAG]`) for `platform`,
@@ -66,7 +73,10 @@ pub fn resolve(
                     );
                     rt.block_on(client.fetch_blob(&r, &d, cache.blobs(), None))?;
                 }
-                layers.push(d);
+                layers.push(LayerRef {
+                    digest: d,
+                    media_type: l.media_type().to_string(),
+                });
             }
             let img = Image {
                 config: base.config,
@@ -116,8 +126,13 @@ pub fn from_store(store: &BlobStore, digest: &Digest, platform: &Platform) -> Re
         .as_array()
         .into_iter()
         .flatten()
-        .map(|l| l["digest"].as_str().unwrap_or_default().parse())
-        .collect::<Result<Vec<Digest>, _>>()?;
+        .map(|l| {
+            Ok(LayerRef {
+                digest: l["digest"].as_str().unwrap_or_default().parse()?,
+                media_type: l["mediaType"].as_str().unwrap_or_default().to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Image {
         config,
         layers,
@@ -128,10 +143,15 @@ pub fn from_store(store: &BlobStore, digest: &Digest, platform: &Platform) -> Re
 /// The unpacked filesystem of `img` in the cache, keyed by its layer chain;
 /// unpacked into a temp dir and renamed, so an interrupted run leaves nothing
 /// half-written behind.
-pub fn rootfs(img: &Image, store: &BlobStore, cache: &Cache) -> Result<PathBuf> {
+pub fn rootfs(
+    img: &Image,
+    store: &BlobStore,
+    cache: &Cache,
+    limits: &rootfs::Limits,
+) -> Result<PathBuf> {
     let mut h = Sha256::new();
     for l in &img.layers {
-        h.update(l.as_str());
+        h.update(l.digest.as_str());
         h.update([0]);
     }
     let key = hex::encode(h.finalize());
@@ -141,7 +161,7 @@ pub fn rootfs(img: &Image, store: &BlobStore, cache: &Cache) -> Result<PathBuf> 
     }
     std::fs::create_dir_all(dir.parent().expect("has a parent"))?;
     let tmp = tempfile::tempdir_in(dir.parent().expect("has a parent"))?;
-    unpack(img, store, tmp.path())?;
+    unpack(img, store, tmp.path(), limits)?;
     let staged = tmp.keep();
     if let Err(e) = std::fs::rename(&staged, &dir) {
         let _ = std::fs::remove_dir_all(&staged);
@@ -153,20 +173,21 @@ pub fn rootfs(img: &Image, store: &BlobStore, cache: &Cache) -> Result<PathBuf> 
     Ok(dir)
 }
 
-/// Unpacks every layer of `img` into `dir`, then applies directory modes.
-pub fn unpack(img: &Image, store: &BlobStore, dir: &Path) -> Result<()> {
+/// Unpacks every layer of `img` into `dir` (empty, made by xarch) within
+/// `limits`, then applies directory modes.
+pub fn unpack(img: &Image, store: &BlobStore, dir: &Path, limits: &rootfs::Limits) -> Result<()> {
     ui::status(
         "Unpacking",
         &format!("{} layers for {}", img.layers.len(), img.platform),
     );
-    let mut modes = Vec::new();
+    let mut unpack = rootfs::Unpack::new(dir, *limits)?;
     for l in &img.layers {
         let file = store
-            .open_blob(l)
-            .with_context(|| format!("layer {l} is missing"))?;
-        rootfs::apply_layer(dir, std::io::BufReader::new(file), l, &mut modes)?;
+            .open_blob(&l.digest)
+            .with_context(|| format!("layer {} is missing", l.digest))?;
+        unpack.layer(std::io::BufReader::new(file), &l.digest, &l.media_type)?;
     }
-    rootfs::finish(modes)
+    unpack.finish()
 }
 
 /// Runs the image's entrypoint (+ cmd, or `args` in cmd's place) in `root`;
@@ -278,14 +299,20 @@ pub fn is_native(p: &Platform) -> bool {
 
 /// `xarch run`: prints that this is a smoke run, then returns the program's
 /// exit code.
-pub fn run(image: &str, platform: Option<&str>, args: &[String], client: &Client) -> Result<i32> {
+pub fn run(
+    image: &str,
+    platform: Option<&str>,
+    args: &[String],
+    client: &Client,
+    limits: &rootfs::Limits,
+) -> Result<i32> {
     let cache = Cache::open_default()?;
     let platform: Platform = match platform {
         Some(p) => targets::lookup(p)?.platform.clone(),
         None => crate::toolchain::c::build_platform().parse()?,
     };
     let (img, store) = resolve(image, &platform, client, &cache)?;
-    let root = rootfs(&img, &store, &cache)?;
+    let root = rootfs(&img, &store, &cache, limits)?;
     ui::note(&format!(
         "smoke run of {image} for {platform}: not an isolated container (host network, processes and files)"
     ));

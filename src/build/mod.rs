@@ -256,7 +256,14 @@ fn run_image(
         ))?;
     }
     if let Some(args) = &req.smoke {
-        smoke(&plan, &store, &cache, &index_digest, args)?;
+        smoke(
+            &plan,
+            &store,
+            &cache,
+            &index_digest,
+            args,
+            &req.unpack_limits,
+        )?;
     }
     if let Some(layout) = &layout {
         for (name, tag) in &plan.refs {
@@ -419,7 +426,14 @@ fn layer(
 
 /// Runs every platform's image with `args` (`--smoke`); any failure fails the
 /// build before anything is tagged or pushed.
-fn smoke(plan: &Plan, store: &BlobStore, cache: &Cache, index: &Digest, args: &str) -> Result<()> {
+fn smoke(
+    plan: &Plan,
+    store: &BlobStore,
+    cache: &Cache,
+    index: &Digest,
+    args: &str,
+    limits: &crate::rootfs::Limits,
+) -> Result<()> {
     let argv =
         shlex::split(args).with_context(|| format!("--smoke `{args}`: unbalanced quotes"))?;
     let mut failed = Vec::new();
@@ -429,7 +443,7 @@ fn smoke(plan: &Plan, store: &BlobStore, cache: &Cache, index: &Digest, args: &s
         // cache (which would grow by a whole rootfs per build).
         let root = tempfile::tempdir_in(cache.root())?.keep();
         ui::status("Smoke", &format!("{} {args}", t.platform));
-        let ran = crate::run::unpack(&img, store, &root)
+        let ran = crate::run::unpack(&img, store, &root, limits)
             .and_then(|()| crate::run::exec(&img, &root, &argv, true));
         crate::rootfs::remove_tree(&root)?;
         let status = ran?;

@@ -52,6 +52,8 @@ pub struct BuildRequest {
     pub images: Vec<String>,
     /// `--smoke ARGS`: run every platform's image with these arguments first.
     pub smoke: Option<String>,
+    /// What a smoke run's image may unpack to.
+    pub unpack_limits: crate::rootfs::Limits,
 }
 
 pub struct Plan {

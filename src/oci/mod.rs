@@ -2,6 +2,7 @@
 //! image layout. Nothing here touches the network or knows about toolchains.
 
 pub mod blobs;
+pub mod decoder;
 pub mod digest;
 pub mod image;
 pub mod index;
