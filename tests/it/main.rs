@@ -5,6 +5,7 @@
 mod common;
 
 mod build;
+mod hostile_unpack;
 mod inspect;
 mod manifest;
 mod rebase;
