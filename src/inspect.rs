@@ -4,18 +4,17 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::build::runtime;
-use crate::cache::Cache;
+use crate::image::document::offered;
+use crate::image::{Ctx, Document, Image as ImageRead, ImageRef, Source};
 use crate::oci::annotations as ann;
-use crate::oci::{Digest, index, media};
+use crate::oci::{Descriptor, Digest, media};
 use crate::platform::Platform;
-use crate::registry::remote::Fetched;
-use crate::registry::{Client, ImageRef, Options};
-use crate::source::{self, Source};
+use crate::registry::Options;
+use crate::runtime;
 
 /// What to show.
 pub struct Request {
@@ -88,10 +87,11 @@ pub struct ConfigView {
 }
 
 pub fn run(req: &Request, opts: Options) -> Result<Shown> {
-    let client = Client::new(opts)?;
-    let cache = Cache::open_default()?;
-    let src = Source::open(&req.image, &client, &cache)?;
-    runtime()?.block_on(show(&src, req))
+    let ctx = Ctx::new(opts, false)?;
+    runtime::block_on(async {
+        let src = Source::open(&req.image, &ctx)?;
+        show(&src, req).await
+    })?
 }
 
 async fn show(src: &Source<'_>, req: &Request) -> Result<Shown> {
@@ -105,10 +105,10 @@ async fn show(src: &Source<'_>, req: &Request) -> Result<Shown> {
     }
     let (shown, name) = match &req.platform {
         Some(p) => (
-            select(src, &root, p).await?,
+            select(src, &root, p).await?.document,
             format!("{} ({p})", src.name()),
         ),
-        None => (root, src.name()),
+        None => (root, src.name().to_string()),
     };
     if req.raw {
         return Ok(Shown::Raw(shown.bytes));
@@ -116,56 +116,40 @@ async fn show(src: &Source<'_>, req: &Request) -> Result<Shown> {
     Ok(Shown::Tree(tree(src, &shown, name).await?))
 }
 
-/// The image manifest for `platform`: an index's entry for it, or a single
-/// manifest whose config says it is that platform.
-async fn select(src: &Source<'_>, root: &Fetched, platform: &Platform) -> Result<Fetched> {
-    if !media::is_index(&root.media_type) {
-        let own = config_platform(&image_config(src, root).await?.1);
-        if own != *platform {
-            bail!(
-                "{} is a single-platform image for {own}, not {platform}",
-                src.name()
-            );
-        }
-        return Ok(root.clone());
+/// The image for `platform`: an index's entry for it, or a single manifest
+/// whose config says it is that platform.
+async fn select(src: &Source<'_>, root: &Document, platform: &Platform) -> Result<ImageRead> {
+    if root.is_index() {
+        let index = root.index()?;
+        return src
+            .image(index.select(platform, &src.name().to_string())?)
+            .await;
     }
-    let entries = index::entries(&source::parse(root)?)?;
-    let images: Vec<_> = entries.iter().filter(|e| !e.is_attestation()).collect();
-    match images
-        .iter()
-        .find(|e| e.platform.as_ref() == Some(platform))
-    {
-        Some(e) => src.manifest(&e.digest).await,
-        None => bail!(
-            "{} has no {platform}; it offers: {}",
+    let img = src.image(&root.descriptor()).await?;
+    if img.platform != *platform {
+        bail!(
+            "{} is a single-platform image for {}, not {platform}",
             src.name(),
-            offered(&images)
-        ),
+            img.platform
+        );
     }
-}
-
-fn offered(entries: &[&index::Entry]) -> String {
-    let names: Vec<String> = entries
-        .iter()
-        .filter_map(|e| e.platform.as_ref().map(|p| p.to_string()))
-        .collect();
-    names.join(", ")
+    Ok(img)
 }
 
 /// The config of one platform; on an index `platform` may be left out only
 /// when the index holds a single image.
 async fn config(
     src: &Source<'_>,
-    root: &Fetched,
+    root: &Document,
     platform: Option<&Platform>,
 ) -> Result<ConfigView> {
-    let manifest = match platform {
+    let img = match platform {
         Some(p) => select(src, root, p).await?,
-        None if media::is_index(&root.media_type) => {
-            let entries = index::entries(&source::parse(root)?)?;
-            let images: Vec<_> = entries.iter().filter(|e| !e.is_attestation()).collect();
+        None if root.is_index() => {
+            let index = root.index()?;
+            let (images, _) = index.images()?;
             match images.as_slice() {
-                [one] => src.manifest(&one.digest).await?,
+                [one] => src.image(one).await?,
                 _ => bail!(
                     "{} is an index of {} images; choose one with --platform ({})",
                     src.name(),
@@ -174,66 +158,43 @@ async fn config(
                 ),
             }
         }
-        None => root.clone(),
+        None => src.image(&root.descriptor()).await?,
     };
-    let (blob, json, bytes) = image_config(src, &manifest).await?;
     Ok(ConfigView {
-        reference: src.name(),
-        platform: config_platform(&json),
-        manifest: manifest.digest,
-        config: blob,
-        bytes,
-        json,
+        reference: src.name().to_string(),
+        platform: img.platform.clone(),
+        manifest: img.document.digest.clone(),
+        config: blob(&img.manifest.config),
+        bytes: img.config.bytes.clone(),
+        json: img.config.json.clone(),
     })
 }
 
-/// A manifest's config: its descriptor, parsed JSON and exact bytes.
-async fn image_config(src: &Source<'_>, manifest: &Fetched) -> Result<(Blob, Value, Vec<u8>)> {
-    let m = source::parse(manifest)?;
-    let desc = blob(&m["config"])
-        .with_context(|| format!("manifest {} has no config", manifest.digest))?;
-    let bytes = src.blob(&desc.digest.parse()?).await?;
-    let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    Ok((desc, json, bytes))
-}
-
-fn config_platform(config: &Value) -> Platform {
-    Platform::new(
-        config["os"].as_str().unwrap_or("unknown"),
-        config["architecture"].as_str().unwrap_or("unknown"),
-        config["variant"].as_str(),
-    )
-}
-
-async fn tree(src: &Source<'_>, top: &Fetched, name: String) -> Result<Inspection> {
-    let doc = source::parse(top)?;
-    let is_index = media::is_index(&top.media_type);
-    let images = if is_index {
+async fn tree(src: &Source<'_>, top: &Document, name: String) -> Result<Inspection> {
+    let (images, annotations) = if top.is_index() {
+        let index = top.index()?;
         let mut out = Vec::new();
-        for e in index::entries(&doc)? {
-            out.push(entry_image(src, &e).await?);
+        for e in &index.manifests {
+            out.push(entry_image(src, e).await?);
         }
-        out
+        (out, index.annotations())
     } else {
-        vec![image(src, top, None).await?]
+        let img = src.image(&top.descriptor()).await?;
+        (vec![image(&img)], BTreeMap::new())
     };
     Ok(Inspection {
         reference: name,
         digest: top.digest.to_string(),
         media_type: top.media_type.clone(),
         size: top.bytes.len() as u64,
-        index: is_index,
-        annotations: if is_index {
-            annotations(&doc)
-        } else {
-            BTreeMap::new()
-        },
+        index: top.is_index(),
+        annotations,
         images,
     })
 }
 
 /// An index entry: an image, or a nested index shown but not opened.
-async fn entry_image(src: &Source<'_>, e: &index::Entry) -> Result<Image> {
+async fn entry_image(src: &Source<'_>, e: &Descriptor) -> Result<Image> {
     if media::is_index(&e.media_type) {
         return Ok(Image {
             platform: e.platform.as_ref().map(|p| p.to_string()),
@@ -243,28 +204,20 @@ async fn entry_image(src: &Source<'_>, e: &index::Entry) -> Result<Image> {
             total_size: e.size,
             created: None,
             base: None,
-            annotations: annotations(&e.json),
+            annotations: string_map(&e.json["annotations"]),
             config: None,
             layers: vec![],
             note: Some("nested index, not expanded".into()),
         });
     }
-    let m = src.manifest(&e.digest).await?;
-    image(src, &m, e.platform.as_ref()).await
+    Ok(image(&src.image(e).await?))
 }
 
 /// One image: its layers from the manifest, platform and `created` from the
 /// config (the index entry's platform wins when there is one).
-async fn image(src: &Source<'_>, m: &Fetched, platform: Option<&Platform>) -> Result<Image> {
-    let doc = source::parse(m)?;
-    let (config, config_json, _) = image_config(src, m).await?;
-    let layers = doc["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(blob)
-        .collect::<Result<Vec<_>>>()?;
-    let annotations = annotations(&doc);
+fn image(img: &ImageRead) -> Image {
+    let layers: Vec<Blob> = img.manifest.layers.iter().map(blob).collect();
+    let annotations = img.manifest.annotations();
     let base = match (
         annotations.get(ann::BASE_NAME),
         annotations.get(ann::BASE_DIGEST),
@@ -275,18 +228,16 @@ async fn image(src: &Source<'_>, m: &Fetched, platform: Option<&Platform>) -> Re
             digest: d.cloned(),
         }),
     };
-    let created = config_json["created"]
+    let created = img.config.json["created"]
         .as_str()
         .or(annotations.get(ann::CREATED).map(String::as_str))
         .map(String::from);
-    let platform = platform
-        .cloned()
-        .unwrap_or_else(|| config_platform(&config_json));
-    let size = m.bytes.len() as u64;
-    Ok(Image {
-        platform: Some(platform.to_string()),
-        digest: m.digest.to_string(),
-        media_type: m.media_type.clone(),
+    let size = img.document.bytes.len() as u64;
+    let config = blob(&img.manifest.config);
+    Image {
+        platform: Some(img.platform.to_string()),
+        digest: img.document.digest.to_string(),
+        media_type: img.document.media_type.clone(),
         size,
         total_size: size + config.size + layers.iter().map(|l| l.size).sum::<u64>(),
         created,
@@ -295,23 +246,19 @@ async fn image(src: &Source<'_>, m: &Fetched, platform: Option<&Platform>) -> Re
         config: Some(config),
         layers,
         note: None,
-    })
+    }
 }
 
-fn blob(desc: &Value) -> Result<Blob> {
-    Ok(Blob {
-        digest: desc["digest"]
-            .as_str()
-            .context("descriptor without a digest")?
-            .to_string(),
-        media_type: desc["mediaType"].as_str().unwrap_or_default().to_string(),
-        size: desc["size"].as_u64().context("descriptor without a size")?,
-    })
+fn blob(d: &Descriptor) -> Blob {
+    Blob {
+        digest: d.digest.to_string(),
+        media_type: d.media_type.clone(),
+        size: d.size,
+    }
 }
 
-fn annotations(doc: &Value) -> BTreeMap<String, String> {
-    doc["annotations"]
-        .as_object()
+fn string_map(v: &Value) -> BTreeMap<String, String> {
+    v.as_object()
         .into_iter()
         .flatten()
         .map(|(k, v)| {

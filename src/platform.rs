@@ -36,6 +36,18 @@ impl Platform {
         self == other
     }
 
+    /// The machine xarch runs on (buildx's BUILDPLATFORM).
+    pub fn host() -> Platform {
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        Platform::new("linux", arch, None)
+    }
+
     /// A file-name-safe form: `linux-arm-v7`.
     pub fn slug(&self) -> String {
         self.to_string().replace('/', "-")

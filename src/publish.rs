@@ -1,60 +1,68 @@
-//! `xarch push`: an image or index from a local OCI layout to a registry.
-
-use std::collections::HashMap;
+//! `xarch push SOURCE TARGET…`: an image or index, read from a layout or a
+//! registry, delivered to registries and/or layouts — the whole tree, with its
+//! attestations, byte for byte (so the digest stays the same).
 
 use anyhow::{Result, bail};
 
-use crate::build::runtime;
-use crate::cache::Cache;
-use crate::oci::{Digest, Layout};
-use crate::registry::push::{self, PushSet, PushStats};
-use crate::registry::{Client, ImageRef, Options, Reference};
-use crate::ui;
+use crate::image::{Ctx, Homes, ImageRef, Source};
+use crate::oci::Digest;
+use crate::registry::Options;
+use crate::runtime;
+use crate::sink::{self, Destination, PushStats};
 
-/// Pushes `src` (an `oci:DIR[:TAG]`) to each of `targets`; returns the pushed
-/// root digest and what moved.
-pub fn push_layout(
-    src: &ImageRef,
-    targets: &[Reference],
-    opts: Options,
-    jobs: usize,
-) -> Result<(Digest, PushStats)> {
-    let ImageRef::Layout { dir, tag } = src else {
-        bail!(
-            "`{src}` is not a local layout; xarch push reads oci:DIR[:TAG] (registry-to-registry copy is not supported yet)"
-        );
-    };
-    let layout = Layout::open(dir)?;
-    let root: Digest = layout
-        .resolve(tag.as_deref())?
-        .digest()
-        .to_string()
-        .parse()?;
-    let cache = Cache::open_default()?;
-    let client = Client::new(opts)?;
-    let set = PushSet {
-        store: layout.blobs(),
-        root: root.clone(),
-        remote: HashMap::new(),
-        cache: &cache,
-    };
-    ui::status(
-        "Pushing",
-        &format!("{} to {}", root.short(), targets[0].name()),
-    );
-    let stats = runtime()?.block_on(push::push(&client, &set, targets, jobs))?;
-    Ok((root, stats))
+/// What a push did.
+pub struct Pushed {
+    pub digest: Digest,
+    /// `NAME@DIGEST` for each target.
+    pub pinned: Vec<String>,
+    pub stats: Option<PushStats>,
 }
 
-pub(crate) fn only_image(layout: &Layout) -> Result<oci_spec::image::Descriptor> {
-    let index = layout.index()?;
-    let list = index["manifests"].as_array().cloned().unwrap_or_default();
-    match list.as_slice() {
-        [one] => Ok(serde_json::from_value(one.clone())?),
-        [] => bail!("{} holds no image", layout.root().display()),
-        _ => bail!(
-            "{} holds several images; name one as oci:DIR:TAG",
-            layout.root().display()
-        ),
+pub fn push(src: &ImageRef, targets: &[ImageRef], opts: Options, jobs: usize) -> Result<Pushed> {
+    if targets.is_empty() {
+        bail!("nothing to push to");
     }
+    let dests = Destination::group(targets)?;
+    let ctx = Ctx::new(opts, false)?;
+    runtime::block_on(async {
+        let source = Source::open(src, &ctx)?;
+        let tree = source.tree().await?;
+        let root = tree.root.descriptor();
+        // The tree's manifests and configs are local now (the source's store,
+        // or the cache); layers stay where the source has them.
+        let mut homes = Homes::new(ctx.cache.blobs(), &ctx);
+        let layers = tree.images.iter().flat_map(|i| &i.manifest.layers);
+        homes.add(&source.home(), layers);
+        if let Some(index) = &tree.index {
+            fetch_other_entries(&source, index, &mut homes).await?;
+        }
+        let mut out = Pushed {
+            digest: root.digest.clone(),
+            pinned: vec![],
+            stats: None,
+        };
+        for d in &dests {
+            let done = sink::deliver(&ctx, &root, &homes, d, jobs).await?;
+            out.pinned.extend(done.pinned);
+            out.stats = done.push.or(out.stats.take());
+        }
+        Ok(out)
+    })?
+}
+
+/// Index entries that are not platform images (attestations, artifacts) are
+/// carried too: their manifests made local, their blobs found where they are.
+async fn fetch_other_entries(
+    source: &Source<'_>,
+    index: &crate::image::Index,
+    homes: &mut Homes,
+) -> Result<()> {
+    let (images, _) = index.images()?;
+    for e in index.manifests.iter().filter(|e| !images.contains(e)) {
+        let doc = source.manifest(e).await?;
+        if !doc.is_index() {
+            homes.add(&source.home(), doc.manifest()?.blobs());
+        }
+    }
+    Ok(())
 }

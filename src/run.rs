@@ -12,145 +12,85 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::cache::Cache;
-use crate::oci::{BlobStore, Digest, Layout, media};
+use crate::image::{Ctx, Homes, ImageRef, Source};
+use crate::oci::{BlobStore, Descriptor};
 use crate::platform::Platform;
-use crate::registry::reference::ImageRef;
-use crate::registry::{Client, pull};
 use crate::{elf, rootfs, targets, ui};
 
-/// What to run: one platform's config and its layers, in `store`.
+/// What to run: one platform's config, and its layers with the local store
+/// that holds each (verified).
 pub struct Image {
     pub config: Value,
-    pub layers: Vec<LayerRef>,
+    pub layers: Vec<(Descriptor, BlobStore)>,
     pub platform: Platform,
 }
 
-/// A layer to unpack: its digest, and its media type (which says how it is
-/// compressed).
-pub struct LayerRef {
-    pub digest: Digest,
-    pub media_type: String,
+/// `image` (a registry reference, `oci:DIR[:TAG]` …) for `platform`, with
+/// every layer made local (a registry image's layers fetched into the cache).
+pub async fn resolve(ctx: &Ctx, image: &ImageRef, platform: &Platform) -> Result<Image> {
+    let src = Source::open(image, ctx)?;
+    let img = src.for_platform(platform).await?;
+    let mut homes = Homes::new(ctx.cache.blobs(), ctx);
+    homes.add(&src.home(), &img.manifest.layers);
+    local_image(ctx, &homes, &img).await
 }
 
-/// Resolves `image` (a registry reference or `oci:DIR[:TAG]`) for `platform`,
-/// fetching the layers a registry image needs into the cache.
-pub fn resolve(
-    image: &str,
-    platform: &Platform,
-    client: &Client,
-    cache: &Cache,
-) -> Result<(Image, BlobStore)> {
-    match image.parse::<ImageRef>()? {
-        ImageRef::Layout { dir, tag } => {
-            let layout = Layout::open(&dir)?;
-            let tag = tag.unwrap_or_else(|| "latest".into());
-            let desc = layout
-                .find(&tag)?
-                .with_context(|| format!("no `{tag}` in the layout {}", dir.display()))?;
-            let digest: Digest = desc.digest().to_string().parse()?;
-            let img = from_store(layout.blobs(), &digest, platform)?;
-            Ok((img, layout.blobs().clone()))
-        }
-        ImageRef::Registry(r) => {
-            let rt = crate::build::runtime()?;
-            let base = rt
-                .block_on(pull::resolve(
-                    client,
-                    &r,
-                    std::slice::from_ref(platform),
-                    cache,
-                    false,
-                ))?
-                .remove(platform)
-                .context("the registry gave no image for the platform")?;
-            let mut layers = Vec::new();
-            for l in &base.layers {
-                let d: Digest = l.digest().to_string().parse()?;
-                if !cache.blobs().has(&d) {
-                    ui::status(
-                        "Fetching",
-                        &format!("layer {} from {}", d.short(), r.name()),
-                    );
-                    rt.block_on(client.fetch_blob(&r, &d, cache.blobs(), None))?;
-                }
-                layers.push(LayerRef {
-                    digest: d,
-                    media_type: l.media_type().to_string(),
-                });
-            }
-            let img = Image {
-                config: base.config,
-                layers,
-                platform: platform.clone(),
-            };
-            Ok((img, cache.blobs().clone()))
+/// An image whose layers are found through `homes` (fetched when remote).
+pub async fn local_image(ctx: &Ctx, homes: &Homes, img: &crate::image::Image) -> Result<Image> {
+    let mut layers = Vec::new();
+    for l in &img.manifest.layers {
+        layers.push((l.clone(), homes.ensure_local(ctx, l).await?));
+    }
+    Ok(Image {
+        config: img.config.json.clone(),
+        layers,
+        platform: img.platform.clone(),
+    })
+}
+
+/// Runs every platform's image with `args` (`--smoke`); any failure fails the
+/// build before anything is tagged or pushed.
+pub fn smoke(
+    ctx: &Ctx,
+    homes: &Homes,
+    index: &Descriptor,
+    platforms: &[Platform],
+    args: &str,
+    limits: &rootfs::Limits,
+) -> Result<()> {
+    let argv =
+        shlex::split(args).with_context(|| format!("--smoke `{args}`: unbalanced quotes"))?;
+    let index = homes.manifest(index)?.index()?;
+    let mut failed = Vec::new();
+    for p in platforms {
+        let img = homes.image(index.select(p, "the image")?)?;
+        let img = crate::runtime::block_on(local_image(ctx, homes, &img))??;
+        // A fresh image each build: unpacked into a temp dir, not kept in the
+        // cache (which would grow by a whole rootfs per build).
+        let root = tempfile::tempdir_in(ctx.cache.root())?.keep();
+        ui::status("Smoke", &format!("{p} {args}"));
+        let ran = unpack(&img, &root, limits).and_then(|()| exec(&img, &root, &argv, true));
+        rootfs::remove_tree(&root)?;
+        let status = ran?;
+        if !status.success() {
+            failed.push(format!("{p} ({status})"));
         }
     }
-}
-
-/// The image for `platform` under `digest` (an index or a single manifest).
-pub fn from_store(store: &BlobStore, digest: &Digest, platform: &Platform) -> Result<Image> {
-    let top: Value = serde_json::from_slice(&store.read(digest)?)?;
-    let manifest = if media::is_index(top["mediaType"].as_str().unwrap_or_default())
-        || top["manifests"].is_array()
-    {
-        let list = top["manifests"].as_array().cloned().unwrap_or_default();
-        let mut offered = Vec::new();
-        let mut found = None;
-        for m in &list {
-            let p = &m["platform"];
-            let os = p["os"].as_str().unwrap_or("unknown");
-            let arch = p["architecture"].as_str().unwrap_or("unknown");
-            let here = Platform::new(os, arch, p["variant"].as_str());
-            if here == *platform {
-                found = Some(m["digest"].as_str().unwrap_or_default().parse::<Digest>()?);
-            }
-            offered.push(here.to_string());
-        }
-        let d = found.with_context(|| {
-            format!(
-                "the image has no {platform}; it offers {}",
-                offered.join(", ")
-            )
-        })?;
-        serde_json::from_slice::<Value>(&store.read(&d)?)?
-    } else {
-        top
-    };
-    let config_digest: Digest = manifest["config"]["digest"]
-        .as_str()
-        .context("manifest has no config")?
-        .parse()?;
-    let config: Value = serde_json::from_slice(&store.read(&config_digest)?)?;
-    let layers = manifest["layers"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|l| {
-            Ok(LayerRef {
-                digest: l["digest"].as_str().unwrap_or_default().parse()?,
-                media_type: l["mediaType"].as_str().unwrap_or_default().to_string(),
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Image {
-        config,
-        layers,
-        platform: platform.clone(),
-    })
+    if !failed.is_empty() {
+        bail!(
+            "--smoke `{args}` failed on {}; nothing was tagged or pushed",
+            failed.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// The unpacked filesystem of `img` in the cache, keyed by its layer chain;
 /// unpacked into a temp dir and renamed, so an interrupted run leaves nothing
 /// half-written behind.
-pub fn rootfs(
-    img: &Image,
-    store: &BlobStore,
-    cache: &Cache,
-    limits: &rootfs::Limits,
-) -> Result<PathBuf> {
+pub fn rootfs(img: &Image, cache: &Cache, limits: &rootfs::Limits) -> Result<PathBuf> {
     let mut h = Sha256::new();
-    for l in &img.layers {
+    for (l, _) in &img.layers {
         h.update(l.digest.as_str());
         h.update([0]);
     }
@@ -161,7 +101,7 @@ pub fn rootfs(
     }
     std::fs::create_dir_all(dir.parent().expect("has a parent"))?;
     let tmp = tempfile::tempdir_in(dir.parent().expect("has a parent"))?;
-    unpack(img, store, tmp.path(), limits)?;
+    unpack(img, tmp.path(), limits)?;
     let staged = tmp.keep();
     if let Err(e) = std::fs::rename(&staged, &dir) {
         let _ = std::fs::remove_dir_all(&staged);
@@ -175,13 +115,13 @@ pub fn rootfs(
 
 /// Unpacks every layer of `img` into `dir` (empty, made by xarch) within
 /// `limits`, then applies directory modes.
-pub fn unpack(img: &Image, store: &BlobStore, dir: &Path, limits: &rootfs::Limits) -> Result<()> {
+pub fn unpack(img: &Image, dir: &Path, limits: &rootfs::Limits) -> Result<()> {
     ui::status(
         "Unpacking",
         &format!("{} layers for {}", img.layers.len(), img.platform),
     );
     let mut unpack = rootfs::Unpack::new(dir, *limits)?;
-    for l in &img.layers {
+    for (l, store) in &img.layers {
         let file = store
             .open_blob(&l.digest)
             .with_context(|| format!("layer {} is missing", l.digest))?;
@@ -291,28 +231,26 @@ fn find_program(root: &Path, program: &str, env: &[String]) -> Result<PathBuf> {
 /// True when this machine runs `p`'s binaries itself: its own platform, and
 /// 32-bit x86 on x86-64 (the kernel runs those too).
 pub fn is_native(p: &Platform) -> bool {
-    let host: Platform = crate::toolchain::c::build_platform()
-        .parse()
-        .expect("host platform parses");
+    let host = Platform::host();
     *p == host || (host.architecture == "amd64" && p.architecture == "386")
 }
 
 /// `xarch run`: prints that this is a smoke run, then returns the program's
 /// exit code.
 pub fn run(
-    image: &str,
+    image: &ImageRef,
     platform: Option<&str>,
     args: &[String],
-    client: &Client,
+    opts: crate::registry::Options,
     limits: &rootfs::Limits,
 ) -> Result<i32> {
-    let cache = Cache::open_default()?;
+    let ctx = Ctx::new(opts, false)?;
     let platform: Platform = match platform {
         Some(p) => targets::lookup(p)?.platform.clone(),
-        None => crate::toolchain::c::build_platform().parse()?,
+        None => Platform::host(),
     };
-    let (img, store) = resolve(image, &platform, client, &cache)?;
-    let root = rootfs(&img, &store, &cache, limits)?;
+    let img = crate::runtime::block_on(resolve(&ctx, image, &platform))??;
+    let root = rootfs(&img, &ctx.cache, limits)?;
     ui::note(&format!(
         "smoke run of {image} for {platform}: not an isolated container (host network, processes and files)"
     ));

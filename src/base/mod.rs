@@ -5,8 +5,9 @@ use anyhow::{Result, bail};
 use base64::Engine;
 use serde_json::json;
 
-use crate::oci::image::{Base, DEFAULT_PATH, descriptor};
-use crate::oci::{BlobStore, Family, LayerBuilder, LayerOptions};
+use crate::image::ImageRef;
+use crate::oci::image::{Base, DEFAULT_PATH};
+use crate::oci::{BlobStore, Descriptor, Family, LayerBuilder, LayerOptions};
 use crate::platform::Platform;
 
 /// The uid:gid images on `static` run as by default (distroless's `nonroot`).
@@ -18,18 +19,18 @@ pub fn is_builtin(name: &str) -> bool {
     BUILTIN.contains(&name)
 }
 
-/// A base as configured: built in, or an image in a registry or layout.
+/// A base as configured: built in, or an image (in a registry or a layout).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BaseSpec {
     Builtin(String),
-    Registry(crate::registry::Reference),
+    Image(ImageRef),
 }
 
 impl std::fmt::Display for BaseSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BaseSpec::Builtin(n) => write!(f, "{n}"),
-            BaseSpec::Registry(r) => write!(f, "{r}"),
+            BaseSpec::Image(r) => write!(f, "{r}"),
         }
     }
 }
@@ -40,7 +41,7 @@ impl BaseSpec {
             return Ok(BaseSpec::Builtin(s.to_string()));
         }
         match s.parse() {
-            Ok(r) => Ok(BaseSpec::Registry(r)),
+            Ok(r) => Ok(BaseSpec::Image(r)),
             Err(e) => bail!(
                 "base `{s}` is neither a built-in base ({}) nor an image reference: {e}",
                 BUILTIN.join(", ")
@@ -53,7 +54,7 @@ impl BaseSpec {
 /// every platform.
 #[derive(Debug, Clone)]
 pub struct Builtin {
-    layers: Vec<oci_spec::image::Descriptor>,
+    layers: Vec<Descriptor>,
     diff_ids: Vec<serde_json::Value>,
     history: Vec<serde_json::Value>,
     user: Option<&'static str>,
@@ -75,7 +76,7 @@ pub fn builtin(name: &str, mtime: u64, store: &BlobStore) -> Result<Builtin> {
                 Family::Oci.layer_gzip(),
                 store,
             )?;
-            let desc = descriptor(&layer.media_type, layer.size, &layer.digest)?;
+            let desc = Descriptor::new(&layer.media_type, &layer.digest, layer.size);
             let history = json!({"created": created(mtime), "created_by": "xarch: static base (passwd, group, nsswitch.conf, tmp, CA certificates)", "comment": "xarch"});
             Ok(Builtin {
                 layers: vec![desc],
@@ -120,7 +121,7 @@ impl Builtin {
 }
 
 fn created(mtime: u64) -> String {
-    crate::build::time::rfc3339(mtime)
+    crate::epoch::rfc3339(mtime)
 }
 
 fn static_layer() -> LayerBuilder {

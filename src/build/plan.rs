@@ -29,6 +29,8 @@ pub struct BuildRequest {
     /// `name[:tag]` references (`-t`).
     pub tags: Vec<String>,
     pub oci_layout: Option<PathBuf>,
+    /// `--output`: layouts (`oci:DIR`) and archives (`oci-archive:FILE`).
+    pub outputs: Vec<crate::image::ImageRef>,
     pub base: Option<String>,
     pub package: Option<String>,
     pub bins: Vec<String>,
@@ -130,7 +132,7 @@ impl Plan {
             );
         }
         let git = super::git::read(&req.project_dir);
-        let epoch = super::time::source_date_epoch(git.commit_time)?;
+        let epoch = crate::epoch::source_date_epoch(git.commit_time)?;
         let bin_dir = cfg
             .bin_dir
             .clone()
@@ -141,7 +143,7 @@ impl Plan {
             .version
             .clone()
             .or_else(|| builders.iter().find_map(Builder::version));
-        let created = super::time::rfc3339(epoch);
+        let created = crate::epoch::rfc3339(epoch);
         let annotations = super::annotations(&created, version.as_deref(), &git, &extra);
         let vars = template_vars(version.as_deref(), &git, &created);
         let refs = refs(req, cfg, &builders[0].name(), &vars)?;
@@ -467,6 +469,32 @@ fn tag_safe(s: Option<&str>) -> String {
             }
         })
         .collect()
+}
+
+/// The project directory: the given one, the manifest's parent, or the nearest
+/// ancestor of the working directory holding a Cargo.toml, xarch.toml or go.mod.
+pub fn project_dir(path: Option<&Path>, manifest: Option<&Path>) -> Result<PathBuf> {
+    if let Some(m) = manifest {
+        let parent = m.parent().filter(|p| !p.as_os_str().is_empty());
+        return Ok(parent.map(Path::to_path_buf).unwrap_or_else(|| ".".into()));
+    }
+    if let Some(p) = path {
+        if !p.is_dir() {
+            bail!("{} is not a directory", p.display());
+        }
+        return Ok(p.to_path_buf());
+    }
+    let cwd = std::env::current_dir()?;
+    let markers = ["xarch.toml", "Cargo.toml", "go.mod"];
+    cwd.ancestors()
+        .find(|d| markers.iter().any(|m| d.join(m).is_file()))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no xarch.toml, Cargo.toml or go.mod in {} or any parent; pass the project directory",
+                cwd.display()
+            )
+        })
 }
 
 #[cfg(test)]

@@ -26,9 +26,11 @@ impl Cache {
     }
 
     pub fn open(root: &Path) -> Result<Cache> {
+        let blobs = BlobStore::open(root)?;
+        crate::oci::blobs::sweep(blobs.temp_dir());
         Ok(Cache {
             root: root.to_path_buf(),
-            blobs: BlobStore::open(root)?,
+            blobs,
         })
     }
 
@@ -41,7 +43,7 @@ impl Cache {
     }
 
     fn ref_path(&self, r: &Reference) -> PathBuf {
-        let tag = r.tag.as_deref().unwrap_or("latest");
+        let tag = r.tag.as_deref().unwrap_or(crate::oci::DEFAULT_TAG);
         self.root
             .join("refs")
             .join(r.registry.replace(':', "_"))
@@ -68,12 +70,12 @@ impl Cache {
     }
 
     /// The layer an identical earlier build wrote (same fingerprint, blob
-    /// still in `store`), so a no-op rebuild compresses nothing.
+    /// still in `store` and intact), so a no-op rebuild compresses nothing.
     pub fn find_layer(&self, key: &str, media: &str, store: &BlobStore) -> Option<Layer> {
         std::fs::read_to_string(self.root.join("layers").join(key))
             .ok()
             .and_then(|t| parse_layer(&t, media))
-            .filter(|l| store.has(&l.digest))
+            .filter(|l| store.holds(&l.digest, Some(l.size)))
     }
 
     /// Remembers the layer written for fingerprint `key`.

@@ -34,11 +34,15 @@ struct Cli {
 enum Command {
     /// Cross-compile the project for each platform and write a multi-platform image
     Build(Box<BuildArgs>),
-    /// Push an image or index from an OCI layout (oci:DIR[:TAG]) to a registry
+    /// Copy an image or index, every platform byte for byte, to registries, layouts or archives
+    #[command(
+        after_help = "Examples:\n  xarch push oci:out:1.0 reg.example.com/team/app:1.0 reg.example.com/team/app:latest\n  xarch push reg.example.com/team/app:1.0 oci-archive:app.tar\n  xarch push oci:out:1.0 oci:mirror:1.0"
+    )]
     Push {
-        /// Source: oci:DIR[:TAG]
+        /// Source: oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry reference
         source: String,
-        /// Destination references (same repository; one per tag)
+        /// Destinations: registry references (one repository, one per tag),
+        /// oci:DIR[:TAG] layouts, oci-archive:FILE[:TAG] archives
         #[arg(required = true)]
         targets: Vec<String>,
         /// Concurrent uploads
@@ -99,6 +103,25 @@ enum Command {
     Logout {
         /// Registry host[:port] (Docker Hub: docker.io)
         registry: String,
+    },
+    /// Load one platform of an image into docker or podman (through `docker load`
+    /// / `podman load`)
+    #[command(
+        after_help = "Examples:\n  xarch load oci:target/xarch/oci:1.0\n  xarch load reg.example.com/team/app:1.0 --platform linux/arm64 -t app:arm64"
+    )]
+    Load {
+        /// The image: oci:DIR[:TAG], oci-archive:FILE[:TAG] or a registry reference
+        #[arg(value_parser = parse_image_ref)]
+        image: crate::image::ImageRef,
+        /// Platform to load (default: this machine's)
+        #[arg(long, value_name = "PLATFORM", value_parser = parse_platform)]
+        platform: Option<Platform>,
+        /// Name to load it as, NAME[:TAG] (default: the image's own)
+        #[arg(short, long = "tag", value_name = "NAME[:TAG]")]
+        tag: Option<String>,
+        /// docker or podman (default: docker when its daemon answers, else podman)
+        #[arg(long, value_parser = ["docker", "podman"])]
+        tool: Option<String>,
     },
     /// Smoke-run an image's entrypoint for one platform: natively, or under
     /// qemu-user with the image's filesystem as sysroot (not an isolated container)
@@ -215,6 +238,11 @@ fn parse_size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{s}` is too large"))
 }
 
+fn parse_image_ref(s: &str) -> Result<crate::image::ImageRef, String> {
+    s.parse()
+        .map_err(|e: crate::registry::reference::BadReference| e.to_string())
+}
+
 fn parse_platform(s: &str) -> Result<Platform, String> {
     s.parse()
         .map_err(|e: crate::platform::ParsePlatformError| e.to_string())
@@ -269,6 +297,10 @@ struct BuildArgs {
     /// Write into this OCI image layout directory (created if missing)
     #[arg(long, value_name = "DIR")]
     oci_layout: Option<PathBuf>,
+    /// Also write the image here: oci:DIR[:TAG] (a layout) or oci-archive:FILE[:TAG]
+    /// (one tar holding every platform, loadable by docker/podman load; repeatable)
+    #[arg(short, long, value_name = "DEST", value_parser = parse_image_ref)]
+    output: Vec<crate::image::ImageRef>,
     /// Push the image to the registry named by the tags (-t registry/repo:tag)
     #[arg(long)]
     push: bool,
@@ -390,8 +422,9 @@ pub fn main(args: Vec<OsString>) -> i32 {
         unpack,
     } = &cli.command
     {
-        let run = crate::registry::Client::new(registry)
-            .and_then(|c| crate::run::run(image, platform.as_deref(), args, &c, &unpack.limits()));
+        let run = image.parse().map_err(anyhow::Error::from).and_then(|i| {
+            crate::run::run(&i, platform.as_deref(), args, registry, &unpack.limits())
+        });
         return match run {
             Ok(code) => code,
             Err(e) => {
@@ -417,6 +450,21 @@ pub fn main(args: Vec<OsString>) -> i32 {
             digest_file.as_deref(),
         ),
         Command::Inspect(args) => inspect_command(args, registry),
+        Command::Load {
+            image,
+            platform,
+            tag,
+            tool,
+        } => {
+            let req = crate::load::Request {
+                image,
+                platform,
+                name: tag,
+                tool,
+            };
+            crate::load::load(&req, registry)
+                .map(|(tool, name)| ui::status("Loaded", &format!("{name} into {tool}")))
+        }
         Command::Manifest(cmd) => manifest_command(cmd, registry),
         Command::Rebase {
             image,
@@ -474,59 +522,31 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn toolchain_command(cmd: ToolchainCommand) -> anyhow::Result<()> {
-    use crate::toolchain::doctor;
-    let tools = crate::cache::Cache::open_default()?
-        .root()
-        .join("toolchains");
-    let (sel, mode) = match cmd {
-        ToolchainCommand::List { sel, json } => (sel, if json { "list-json" } else { "list" }),
-        ToolchainCommand::Doctor { sel, json } => {
-            (sel, if json { "doctor-json" } else { "doctor" })
-        }
-        ToolchainCommand::Install { sel } => (sel, "install"),
+    use crate::toolchain::doctor::{self, Action};
+    let (sel, action, json) = match cmd {
+        ToolchainCommand::List { sel, json } => (sel, Action::List, json),
+        ToolchainCommand::Doctor { sel, json } => (sel, Action::Doctor, json),
+        ToolchainCommand::Install { sel } => (sel, Action::Install, false),
     };
-    let platforms = if sel.platform.is_empty() {
-        vec!["all".to_string()]
-    } else {
-        sel.platform.clone()
+    let req = doctor::Request {
+        action,
+        platforms: sel.platform,
+        langs: sel.lang,
+        c_toolchain: sel.toolchain,
     };
-    let targets = crate::targets::parse_list(&platforms)?;
-    let langs: Vec<&'static str> = if sel.lang.is_empty() {
-        doctor::LANGS.to_vec()
-    } else {
-        sel.lang
-            .iter()
-            .map(|l| {
-                doctor::LANGS
-                    .iter()
-                    .find(|k| **k == l.as_str())
-                    .copied()
-                    .ok_or_else(|| anyhow::anyhow!("unknown language `{l}`; use rust, go or c"))
-            })
-            .collect::<anyhow::Result<_>>()?
-    };
-    let checks = if mode == "install" {
-        doctor::install(&targets, &langs, &sel.toolchain, &tools)?
-    } else {
-        targets
-            .iter()
-            .flat_map(|t| {
-                langs
-                    .iter()
-                    .map(|l| doctor::check(t, l, &sel.toolchain, &tools))
-            })
-            .collect()
-    };
-    output::toolchain_checks(&checks, &langs, mode)
+    let (checks, langs) = doctor::run(&req)?;
+    output::toolchain_checks(&checks, &langs, action, json)
 }
 
 fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow::Result<()> {
-    let project_dir = project_dir(args.path.as_deref(), args.manifest_path.as_deref())?;
+    let project_dir =
+        build::plan::project_dir(args.path.as_deref(), args.manifest_path.as_deref())?;
     let req = BuildRequest {
         project_dir,
         platforms: args.platform,
         tags: args.tag,
         oci_layout: args.oci_layout,
+        outputs: args.output,
         base: args.base,
         package: args.package,
         bins: args.bins,
@@ -549,37 +569,10 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
     };
     let reports = build::run(&req)?;
     if let Some(file) = &args.digest_file {
-        let pinned = reports
-            .iter()
-            .filter_map(|r| {
-                let first = r.pushed.first()?;
-                let pushed: crate::registry::Reference = first.parse().ok()?;
-                Some(r.index.digest.parse().map(|d| pushed.with_digest(&d)))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        write_digest_file(file, &pinned)?;
+        let pinned: Vec<String> = reports.iter().filter_map(|r| r.pinned_index()).collect();
+        output::digest_file(file, &pinned)?;
     }
     output::build_reports(&reports, args.json)
-}
-
-/// What a CI merge job needs from a platform job: one line, the pushed index
-/// pinned by digest in its repository (`REGISTRY/REPO@sha256:…`), ready to pass
-/// to `xarch manifest create`. Replaced atomically, so a reader never sees half.
-/// One `REGISTRY/REPO@sha256:…` line per pushed image, written atomically.
-fn write_digest_file(path: &Path, pinned: &[crate::registry::Reference]) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    let text: String = pinned.iter().map(|p| format!("{p}\n")).collect();
-    std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> anyhow::Result<()> {
@@ -628,31 +621,6 @@ fn inspect_command(args: InspectArgs, opts: crate::registry::Options) -> anyhow:
     }
 }
 
-/// The project directory: the given one, the manifest's parent, or the nearest
-/// ancestor of the working directory holding a Cargo.toml or xarch.toml.
-fn project_dir(path: Option<&Path>, manifest: Option<&Path>) -> anyhow::Result<PathBuf> {
-    if let Some(m) = manifest {
-        let parent = m.parent().filter(|p| !p.as_os_str().is_empty());
-        return Ok(parent.map(Path::to_path_buf).unwrap_or_else(|| ".".into()));
-    }
-    if let Some(p) = path {
-        if !p.is_dir() {
-            anyhow::bail!("{} is not a directory", p.display());
-        }
-        return Ok(p.to_path_buf());
-    }
-    let cwd = std::env::current_dir()?;
-    cwd.ancestors()
-        .find(|d| d.join("Cargo.toml").is_file() || d.join("xarch.toml").is_file())
-        .map(Path::to_path_buf)
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "no Cargo.toml or xarch.toml in {} or any parent; pass the project directory",
-                cwd.display()
-            )
-        })
-}
-
 fn push_command(
     source: &str,
     targets: &[String],
@@ -661,33 +629,33 @@ fn push_command(
     json: bool,
     digest_file: Option<&Path>,
 ) -> anyhow::Result<()> {
-    let src: crate::registry::ImageRef = source.parse()?;
+    let src: crate::image::ImageRef = source.parse()?;
     let refs = targets
         .iter()
-        .map(|t| {
-            // As crane and docker do, a reference with neither tag nor digest means latest.
-            t.parse::<crate::registry::Reference>()
-                .map(|r| match (&r.tag, &r.digest) {
-                    (None, None) => r.with_tag("latest"),
-                    _ => r,
-                })
-        })
+        .map(|t| t.parse::<crate::image::ImageRef>())
         .collect::<Result<Vec<_>, _>>()?;
-    let (digest, stats) = crate::publish::push_layout(&src, &refs, opts, jobs)?;
+    let pushed = crate::publish::push(&src, &refs, opts, jobs)?;
     if let Some(file) = digest_file {
-        write_digest_file(file, &[refs[0].with_digest(&digest)])?;
+        let pinned: Vec<String> = refs
+            .iter()
+            .filter_map(|r| r.registry())
+            .take(1)
+            .map(|r| r.with_digest(&pushed.digest).to_string())
+            .collect();
+        output::digest_file(file, &pinned)?;
     }
     if json {
-        let pushed: Vec<String> = refs.iter().map(|r| format!("{r}@{digest}")).collect();
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"digest": digest.as_str(), "pushed": pushed, "stats": stats})
-            )?
+            serde_json::to_string_pretty(&serde_json::json!({
+                "digest": pushed.digest.as_str(),
+                "pushed": pushed.pinned,
+                "stats": pushed.stats,
+            }))?
         );
     } else {
-        for r in &refs {
-            println!("{r}@{digest}");
+        for p in &pushed.pinned {
+            println!("{p}");
         }
     }
     Ok(())
@@ -721,17 +689,8 @@ fn login_command(
         (false, Some(p)) => p,
         (false, None) => anyhow::bail!("give the password with --password-stdin (or -p)"),
     };
-    if secret.is_empty() {
-        anyhow::bail!("empty password");
-    }
     let cred = crate::registry::auth::Credential { username, secret };
-    // Like `docker login`: only credentials the registry accepts are saved.
-    let client = crate::registry::Client::new(opts)?;
-    client.set_credential(host, cred.clone());
-    crate::build::runtime()?
-        .block_on(client.ping(host))
-        .map_err(|e| anyhow::anyhow!("login to {host} failed: {e:#}"))?;
-    let path = crate::registry::auth::store(host, &cred)?;
+    let path = crate::registry::login::login(host, &cred, opts)?;
     ui::status(
         "Saved",
         &format!("credentials for {host} in {}", path.display()),

@@ -116,12 +116,14 @@ pub fn targets(json: bool) -> Result<()> {
 pub fn toolchain_checks(
     checks: &[crate::toolchain::doctor::Check],
     langs: &[&str],
-    mode: &str,
+    action: crate::toolchain::doctor::Action,
+    json: bool,
 ) -> Result<()> {
+    use crate::toolchain::doctor::Action;
     let problems = checks.iter().filter(|c| !c.ready).count();
-    if mode.ends_with("json") {
+    if json {
         println!("{}", serde_json::to_string_pretty(checks)?);
-    } else if mode == "list" {
+    } else if action == Action::List {
         let cell = |c: &crate::toolchain::doctor::Check| {
             if c.ready {
                 format!("ready: {}", c.detail)
@@ -167,7 +169,7 @@ pub fn toolchain_checks(
             writeln!(out, "all {} checks passed", checks.len())?;
         }
     }
-    if problems > 0 && mode.starts_with("doctor") {
+    if problems > 0 && action == Action::Doctor {
         anyhow::bail!(
             "{problems} of {} checks failed; run the fixes above (or `xarch toolchain install`)",
             checks.len()
@@ -350,5 +352,24 @@ pub fn image_config(c: &ConfigView, json: bool) -> Result<()> {
         };
         writeln!(out, "    {created}  {by}{empty}")?;
     }
+    Ok(())
+}
+
+/// What a CI merge job needs from a platform job: one `REGISTRY/REPO@sha256:…`
+/// line per pushed image, ready to pass to `xarch manifest create`. Replaced
+/// atomically, so a reader never sees half.
+pub fn digest_file(path: &std::path::Path, pinned: &[String]) -> Result<()> {
+    use anyhow::Context;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let text: String = pinned.iter().map(|p| format!("{p}\n")).collect();
+    tmp.write_all(text.as_bytes())?;
+    tmp.persist(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

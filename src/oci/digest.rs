@@ -85,6 +85,11 @@ impl<W: Write> HashingWriter<W> {
         Digest::from_hasher(self.hasher.clone())
     }
 
+    /// How many bytes were written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }

@@ -6,11 +6,11 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result};
-use oci_spec::image::{Descriptor, ImageManifestBuilder, MediaType, PlatformBuilder};
+use anyhow::Result;
 use serde_json::{Map, Value, json};
 
 use super::blobs::BlobStore;
+use super::descriptor::Descriptor;
 use super::digest::Digest;
 use super::json;
 use super::layer::Layer;
@@ -74,58 +74,37 @@ pub fn write(spec: &ImageSpec, store: &BlobStore) -> Result<WrittenImage> {
     let config = edit_config(spec)?;
     let config_bytes = json::to_vec(&config)?;
     let config_digest = store.put(&config_bytes)?;
-    let config_desc = descriptor(family.config(), config_bytes.len() as u64, &config_digest)?;
+    let config_desc = Descriptor::new(family.config(), &config_digest, config_bytes.len() as u64);
 
     let mut layers = spec.base.layers.clone();
     for l in spec.layers {
-        layers.push(descriptor(
+        layers.push(Descriptor::new(
             &l.layer.media_type,
-            l.layer.size,
             &l.layer.digest,
-        )?);
+            l.layer.size,
+        ));
     }
-    let mut builder = ImageManifestBuilder::default()
-        .schema_version(2u32)
-        .media_type(MediaType::from(family.manifest()))
-        .config(config_desc)
-        .layers(layers.clone());
+    let mut manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": family.manifest(),
+        "config": config_desc,
+        "layers": layers,
+    });
     // Docker schema 2 has no annotations field; OCI manifests carry them.
     if family == Family::Oci && !spec.annotations.is_empty() {
-        builder = builder.annotations(
-            spec.annotations
-                .clone()
-                .into_iter()
-                .collect::<std::collections::HashMap<_, _>>(),
-        );
+        manifest["annotations"] = json!(spec.annotations);
     }
-    let manifest = builder.build()?;
     let bytes = json::to_vec(&manifest)?;
     let digest = store.put(&bytes)?;
-    let mut desc = descriptor(family.manifest(), bytes.len() as u64, &digest)?;
-    desc.set_platform(Some(oci_platform(spec.platform)?));
-    let total_size = bytes.len() as u64
-        + config_bytes.len() as u64
-        + layers.iter().map(|l| l.size()).sum::<u64>();
+    let desc = Descriptor::new(family.manifest(), &digest, bytes.len() as u64)
+        .with_platform(spec.platform);
+    let total_size =
+        bytes.len() as u64 + config_bytes.len() as u64 + layers.iter().map(|l| l.size).sum::<u64>();
     Ok(WrittenImage {
         descriptor: desc,
         config_digest,
         total_size,
     })
-}
-
-pub fn descriptor(media_type: &str, size: u64, digest: &Digest) -> Result<Descriptor> {
-    let d: oci_spec::image::Digest = digest.as_str().parse()?;
-    Ok(Descriptor::new(MediaType::from(media_type), size, d))
-}
-
-pub fn oci_platform(p: &Platform) -> Result<oci_spec::image::Platform> {
-    let mut b = PlatformBuilder::default()
-        .architecture(p.architecture.as_str())
-        .os(p.os.as_str());
-    if let Some(v) = &p.variant {
-        b = b.variant(v.clone());
-    }
-    Ok(b.build()?)
 }
 
 fn edit_config(spec: &ImageSpec) -> Result<Value> {
@@ -233,11 +212,6 @@ fn array_at<'a>(m: &'a mut Map<String, Value>, key: &str) -> &'a mut Vec<Value> 
     slot.as_array_mut().expect("just made an array")
 }
 
-/// Parses a config blob, naming it in the error.
-pub fn parse_config(bytes: &[u8], digest: &Digest) -> Result<Value> {
-    serde_json::from_slice(bytes).with_context(|| format!("config {digest} is not valid JSON"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,22 +254,9 @@ mod tests {
             annotations: &ann,
         };
         let w = write(&spec, &store).unwrap();
-        let m: Value = serde_json::from_slice(
-            &store
-                .read(&w.descriptor.digest().to_string().parse().unwrap())
-                .unwrap(),
-        )
-        .unwrap();
+        let m: Value = serde_json::from_slice(&store.read(&w.descriptor.digest).unwrap()).unwrap();
         let c: Value = serde_json::from_slice(&store.read(&w.config_digest).unwrap()).unwrap();
-        assert_eq!(
-            w.descriptor
-                .platform()
-                .as_ref()
-                .unwrap()
-                .variant()
-                .as_deref(),
-            Some("v7")
-        );
+        assert_eq!(w.descriptor.json["platform"]["variant"], "v7");
         (m, c)
     }
 

@@ -1,8 +1,10 @@
 //! OCI image plumbing: digests, blobs, layers, images, indexes and the on-disk
 //! image layout. Nothing here touches the network or knows about toolchains.
 
+pub mod archive;
 pub mod blobs;
 pub mod decoder;
+pub mod descriptor;
 pub mod digest;
 pub mod image;
 pub mod index;
@@ -11,11 +13,15 @@ pub mod layer;
 pub mod layout;
 pub mod media;
 
-pub use blobs::BlobStore;
+pub use blobs::{BlobStore, Corrupt};
+pub use descriptor::Descriptor;
 pub use digest::Digest;
 pub use layer::{Layer, LayerBuilder, LayerOptions};
 pub use layout::Layout;
 pub use media::Family;
+
+/// The tag an image reference means when it names none (docker, crane, skopeo).
+pub const DEFAULT_TAG: &str = "latest";
 
 /// The annotation keys xarch writes.
 pub mod annotations {

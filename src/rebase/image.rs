@@ -6,22 +6,10 @@
 use anyhow::{Result, anyhow, bail};
 use serde_json::{Map, Value, json};
 
+use crate::image::Image;
 use crate::oci::annotations as ann;
 use crate::oci::image::Base;
-use crate::oci::{Digest, Family, media};
-use crate::platform::Platform;
-
-/// One platform's image as read: its manifest and config JSON, kept whole so
-/// fields xarch does not know survive.
-#[derive(Debug, Clone)]
-pub struct Image {
-    pub platform: Platform,
-    pub digest: Digest,
-    /// Its entry in the index (platform, annotations …), when it has one.
-    pub entry: Option<Value>,
-    pub manifest: Value,
-    pub config: Value,
-}
+use crate::oci::{Family, media};
 
 /// A base for the rebase: the resolved image, and how to name it in messages.
 #[derive(Debug, Clone)]
@@ -39,18 +27,8 @@ pub struct Rebased {
     pub app_layers: usize,
 }
 
-impl Image {
-    pub fn family(&self) -> Family {
-        Family::of(
-            self.manifest["mediaType"]
-                .as_str()
-                .unwrap_or(media::OCI_MANIFEST),
-        )
-    }
-
-    fn layers(&self) -> &[Value] {
-        as_slice(&self.manifest["layers"])
-    }
+fn layers_of(img: &Image) -> &[Value] {
+    as_slice(&img.manifest.json["layers"])
 }
 
 /// Moves `img` from `old` onto `new`; refuses when `old` is not what `img`
@@ -58,29 +36,29 @@ impl Image {
 pub fn rebase(img: &Image, old: &NamedBase, new: &NamedBase) -> Result<Rebased> {
     check_prefix(img, old)?;
     let n = old.base.layers.len();
-    let mut config = img.config.clone();
+    let mut config = img.config.json.clone();
     let diff_ids = diff_ids(img, old, new)?;
     config["rootfs"]["diff_ids"] = Value::Array(diff_ids);
     if let Some(h) = history(img, old, new) {
         config["history"] = Value::Array(h);
     }
-    let mut manifest = img.manifest.clone();
+    let mut manifest = img.manifest.json.clone();
     let mut layers = base_layers(img, new)?;
-    layers.extend(img.layers()[n..].iter().cloned());
+    layers.extend(layers_of(img)[n..].iter().cloned());
     manifest["layers"] = Value::Array(layers);
-    if img.family() == Family::Oci {
+    if img.manifest.family() == Family::Oci {
         base_annotations(&mut manifest, &new.base);
     }
     Ok(Rebased {
         manifest,
         config,
-        app_layers: img.layers().len() - n,
+        app_layers: layers_of(img).len() - n,
     })
 }
 
 /// The old base's layer digests must open the image's list, one for one.
 fn check_prefix(img: &Image, old: &NamedBase) -> Result<()> {
-    let (p, have, want) = (&img.platform, img.layers(), &old.base.layers);
+    let (p, have, want) = (&img.platform, layers_of(img), &old.base.layers);
     if have.len() < want.len() {
         bail!(
             "{p}: the image has {} layers, fewer than the {} of the old base {}",
@@ -91,7 +69,7 @@ fn check_prefix(img: &Image, old: &NamedBase) -> Result<()> {
     }
     for (i, (h, w)) in have.iter().zip(want).enumerate() {
         let h = h["digest"].as_str().unwrap_or("(no digest)");
-        let w = w.digest().to_string();
+        let w = w.digest.to_string();
         if h != w {
             bail!(
                 "{p}: the image does not start with the old base's layers: layer {} is {h} in the image \
@@ -109,7 +87,11 @@ fn check_prefix(img: &Image, old: &NamedBase) -> Result<()> {
 /// base's (the same layers have the same diff_ids).
 fn diff_ids(img: &Image, old: &NamedBase, new: &NamedBase) -> Result<Vec<Value>> {
     let p = &img.platform;
-    let have = diff_ids_of(&img.config, img.layers().len(), &format!("{p}: the image"))?;
+    let have = diff_ids_of(
+        &img.config.json,
+        layers_of(img).len(),
+        &format!("{p}: the image"),
+    )?;
     let n = old.base.layers.len();
     let was = diff_ids_of(&old.base.config, n, &format!("{p}: old base {}", old.label))?;
     let will = diff_ids_of(
@@ -142,10 +124,10 @@ fn diff_ids_of<'a>(config: &'a Value, layers: usize, what: &str) -> Result<&'a [
 /// many as the old base's config has: history also counts layerless steps).
 /// None when there is no history on either side, so none is invented.
 fn history(img: &Image, old: &NamedBase, new: &NamedBase) -> Option<Vec<Value>> {
-    let have = as_slice(&img.config["history"]);
+    let have = as_slice(&img.config.json["history"]);
     let skip = as_slice(&old.base.config["history"]).len();
     let will = as_slice(&new.base.config["history"]);
-    if img.config.get("history").is_none() && will.is_empty() {
+    if img.config.json.get("history").is_none() && will.is_empty() {
         return None;
     }
     Some(will.iter().chain(have.iter().skip(skip)).cloned().collect())
@@ -155,13 +137,13 @@ fn history(img: &Image, old: &NamedBase, new: &NamedBase) -> Option<Vec<Value>> 
 /// image on a Docker base gets OCI layer types (same bytes), so the manifest
 /// never mixes families.
 fn base_layers(img: &Image, new: &NamedBase) -> Result<Vec<Value>> {
-    let family = img.family();
+    let family = img.manifest.family();
     new.base
         .layers
         .iter()
         .map(|d| {
-            let mut v = serde_json::to_value(d)?;
-            let t = media::layer_in(family, d.media_type().as_ref())
+            let mut v = d.json.clone();
+            let t = media::layer_in(family, &d.media_type)
                 .map_err(|e| anyhow!("{}: new base {}: {e}", img.platform, new.label))?;
             v["mediaType"] = json!(t);
             Ok(v)
@@ -203,7 +185,8 @@ fn as_slice(v: &Value) -> &[Value] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::oci::image::descriptor;
+    use crate::image::{Config, Document, Manifest};
+    use crate::oci::{Descriptor, Digest};
 
     fn d(s: &str) -> Digest {
         Digest::of(s.as_bytes())
@@ -220,7 +203,7 @@ mod tests {
                 }),
                 layers: layers
                     .iter()
-                    .map(|l| descriptor(media, 7, &d(l)).unwrap())
+                    .map(|l| Descriptor::new(media, &d(l), 7))
                     .collect(),
                 name: Some(format!("reg/{name}:1")),
                 digest: Some(d(name)),
@@ -231,12 +214,7 @@ mod tests {
 
     /// An OCI image on `old` with two app layers and one extra history entry.
     fn image(old: &NamedBase) -> Image {
-        let mut layers: Vec<Value> = old
-            .base
-            .layers
-            .iter()
-            .map(|l| serde_json::to_value(l).unwrap())
-            .collect();
+        let mut layers: Vec<Value> = old.base.layers.iter().map(|l| l.json.clone()).collect();
         let mut ids = as_slice(&old.base.config["rootfs"]["diff_ids"]).to_vec();
         let mut history = as_slice(&old.base.config["history"]).to_vec();
         for app in ["app1", "app2"] {
@@ -244,18 +222,22 @@ mod tests {
             ids.push(json!(d(&format!("tar-{app}")).as_str()));
             history.push(json!({"created_by": app}));
         }
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+            "config": {"mediaType": media::OCI_CONFIG, "digest": d("cfg").as_str(), "size": 1},
+            "layers": layers,
+            "annotations": {ann::BASE_NAME: "reg/old:1", ann::BASE_DIGEST: d("old").as_str(), "other": "kept"},
+        });
+        let config = json!({"created": "2024-01-01T00:00:00Z", "config": {"Env": ["A=1"]},
+            "rootfs": {"type": "layers", "diff_ids": ids}, "history": history});
+        let bytes = serde_json::to_vec(&manifest).unwrap();
+        let document = Document::new(bytes, d("img"), Some(media::OCI_MANIFEST));
         Image {
             platform: "linux/arm64".parse().unwrap(),
-            digest: d("img"),
-            entry: None,
-            manifest: json!({
-                "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
-                "config": {"mediaType": media::OCI_CONFIG, "digest": d("cfg").as_str(), "size": 1},
-                "layers": layers,
-                "annotations": {ann::BASE_NAME: "reg/old:1", ann::BASE_DIGEST: d("old").as_str(), "other": "kept"},
-            }),
-            config: json!({"created": "2024-01-01T00:00:00Z", "config": {"Env": ["A=1"]},
-                "rootfs": {"type": "layers", "diff_ids": ids}, "history": history}),
+            descriptor: document.descriptor(),
+            manifest: Manifest::parse(manifest, media::OCI_MANIFEST, &d("img")).unwrap(),
+            document,
+            config: Config::parse(serde_json::to_vec(&config).unwrap(), d("cfg")).unwrap(),
         }
     }
 
@@ -276,7 +258,7 @@ mod tests {
         );
         // A Docker base's layers are typed for the OCI image; app layers untouched.
         assert_eq!(layers[0]["mediaType"], media::OCI_LAYER_GZIP);
-        assert_eq!(layers[2], img.layers()[1]);
+        assert_eq!(layers[2], layers_of(&img)[1]);
         assert_eq!(r.app_layers, 2);
         let ids = as_slice(&r.config["rootfs"]["diff_ids"]);
         assert_eq!(ids.len(), 4);
@@ -287,8 +269,8 @@ mod tests {
             .map(|h| h["created_by"].as_str().unwrap())
             .collect();
         assert_eq!(h, ["new 0", "new 1", "new 2", "app1", "app2"]);
-        assert_eq!(r.config["created"], img.config["created"]);
-        assert_eq!(r.config["config"], img.config["config"]);
+        assert_eq!(r.config["created"], img.config.json["created"]);
+        assert_eq!(r.config["config"], img.config.json["config"]);
         let a = &r.manifest["annotations"];
         assert_eq!(a[ann::BASE_NAME], "reg/new:1");
         assert_eq!(a[ann::BASE_DIGEST], d("new").as_str());

@@ -5,24 +5,20 @@
 //! byte for byte. Every check runs before anything is written or pushed.
 
 pub mod image;
-pub mod source;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::build::runtime;
-use crate::cache::Cache;
-use crate::oci::{BlobStore, Digest, Layout, json as canonical, media};
+use crate::image::{Ctx, Homes, ImageRef, Source, Tree};
+use crate::oci::{BlobStore, Descriptor, Digest, json as canonical};
 use crate::platform::Platform;
-use crate::registry::push::{self, PushSet, PushStats};
-use crate::registry::{Client, ImageRef, Options, Reference};
-use crate::ui;
+use crate::registry::{Options, Reference};
+use crate::sink::{self, Destination, PushStats};
+use crate::{runtime, ui};
 use image::{NamedBase, Rebased};
-use source::{Homes, Source};
 
 /// `xarch rebase IMAGE --base NEWBASE [--old-base OLDBASE] [-t TARGET …]`.
 pub struct Request {
@@ -57,203 +53,217 @@ pub struct PlatformReport {
     pub app_layers: usize,
 }
 
-/// Where the result goes.
-enum Target {
-    Push(Reference),
-    Layout { dir: PathBuf, tag: String },
-}
-
 /// The rebased images and index, written into the cache.
 struct Output {
-    root: Digest,
-    media_type: String,
-    size: u64,
+    root: Descriptor,
     digests: Vec<Digest>,
-    /// Every blob the result references, itself included.
-    blobs: BTreeSet<Digest>,
 }
 
 pub fn run(req: &Request) -> Result<Report> {
     let image: ImageRef = req.image.parse()?;
     let new_spec: ImageRef = req.base.parse()?;
     let old_spec: Option<ImageRef> = req.old_base.as_deref().map(str::parse).transpose()?;
-    let rt = runtime()?;
-    let cache = Cache::open_default()?;
-    let client = Client::new(req.registry.clone())?;
-    let mut homes = Homes::new(&cache);
-    let src = rt.block_on(source::load(&client, &image, &cache, &mut homes))?;
-    let targets = targets(&req.targets, &image, &src)?;
-    if src.dropped > 0 {
+    let ctx = Ctx::new(req.registry.clone(), false)?;
+    runtime::block_on(rebase(&ctx, req, &image, &new_spec, old_spec.as_ref()))?
+}
+
+async fn rebase(
+    ctx: &Ctx,
+    req: &Request,
+    image: &ImageRef,
+    new_spec: &ImageRef,
+    old_spec: Option<&ImageRef>,
+) -> Result<Report> {
+    let src = Source::open(image, ctx)?;
+    let tree = src.tree().await?;
+    let dests = targets(&req.targets, image, &src)?;
+    if tree.other > 0 {
         ui::warn(&format!(
             "{} index entries that are not platform images (attestations) are left out: they describe the old images",
-            src.dropped
+            tree.other
         ));
     }
-    let platforms = src.platforms();
+    let platforms: Vec<Platform> = tree.images.iter().map(|i| i.platform.clone()).collect();
+    let mut homes = Homes::new(ctx.cache.blobs(), ctx);
+    for img in &tree.images {
+        homes.add(&src.home(), img.manifest.blobs());
+    }
     ui::status(
         "Resolving",
         &format!("new base {new_spec} for {}", join(&platforms)),
     );
-    let new = rt.block_on(source::bases(
-        &client,
-        &new_spec,
-        &platforms,
-        &cache,
-        Some(&mut homes),
-    ))?;
-    let old = rt.block_on(old_bases(&client, &src, old_spec.as_ref(), &image, &cache))?;
-    let rebased = src
+    let new = bases(ctx, new_spec, &platforms, Some(&mut homes)).await?;
+    let old = match old_spec {
+        Some(s) => bases(ctx, s, &platforms, None).await?,
+        None => annotated_bases(ctx, &tree, image).await?,
+    };
+    let rebased = tree
         .images
         .iter()
         .map(|img| image::rebase(img, &old[&img.platform], &new[&img.platform]))
         .collect::<Result<Vec<_>>>()?;
-    let out = write(&src, &rebased, cache.blobs())?;
-    let images = report_images(&src, &rebased, &out, &old, &new);
-    let (targets, push) =
-        rt.block_on(deliver(&client, &cache, &homes, &out, &targets, req.jobs))?;
+    let out = write(&tree, &rebased, ctx.cache.blobs())?;
+    let images = report_images(&tree, &rebased, &out, &old, &new);
+    let mut done = Vec::new();
+    let mut push = None;
+    for d in &dests {
+        let delivered = sink::deliver(ctx, &out.root, &homes, d, req.jobs).await?;
+        done.extend(delivered.pinned);
+        push = delivered.push.or(push);
+    }
     Ok(Report {
-        digest: out.root.to_string(),
-        media_type: out.media_type,
+        digest: out.root.digest.to_string(),
+        media_type: out.root.media_type.clone(),
         images,
-        targets,
+        targets: done,
         push,
     })
 }
 
-/// The targets as given, or IMAGE's own tag; registry targets share one
-/// repository (checked now, before anything moves).
-fn targets(given: &[String], image: &ImageRef, src: &Source) -> Result<Vec<Target>> {
-    let mut out = Vec::new();
-    for t in given {
-        out.push(target(t)?);
-    }
-    if out.is_empty() {
-        out.push(own_tag(image, src)?);
-    }
-    let repos: BTreeSet<String> = out
+/// The targets as given, or IMAGE's own tag (overwritten, as `crane rebase`
+/// does); registry targets share one repository (checked now, before anything
+/// moves).
+fn targets(given: &[String], image: &ImageRef, src: &Source) -> Result<Vec<Destination>> {
+    let mut refs = given
         .iter()
-        .filter_map(|t| match t {
-            Target::Push(r) => Some(r.name()),
-            Target::Layout { .. } => None,
-        })
-        .collect();
-    if repos.len() > 1 {
-        let names: Vec<String> = repos.into_iter().collect();
-        bail!(
-            "all registry targets of one rebase must name the same repository ({})",
-            names.join(", ")
-        );
+        .map(|t| t.parse::<ImageRef>().map_err(anyhow::Error::from))
+        .collect::<Result<Vec<_>>>()?;
+    if refs.is_empty() {
+        let Some(tag) = src.tag()? else {
+            bail!("{image} names no tag to overwrite; say where the result goes with -t TARGET");
+        };
+        refs.push(image.with_tag(&tag));
     }
-    Ok(out)
-}
-
-fn target(t: &str) -> Result<Target> {
-    Ok(match t.parse::<ImageRef>()? {
-        ImageRef::Layout {
-            dir,
-            tag: Some(tag),
-        } => Target::Layout { dir, tag },
-        ImageRef::Layout { .. } => bail!("target `{t}` names no tag: write it as oci:DIR:TAG"),
-        // A tag, never a digest, is what a push names (as crane and docker, latest by default).
-        ImageRef::Registry(r) => {
-            let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
-            Target::Push(r.with_tag(&tag))
+    for r in &refs {
+        if let ImageRef::Registry(x) = r
+            && x.tag.is_none()
+        {
+            bail!("target `{r}` names a digest, not a tag; give it a tag");
         }
-    })
-}
-
-/// Without -t the image's own tag is overwritten, as `crane rebase` does.
-fn own_tag(image: &ImageRef, src: &Source) -> Result<Target> {
-    let Some(tag) = src.tag.clone() else {
-        bail!("{image} names no tag to overwrite; say where the result goes with -t TARGET");
-    };
-    Ok(match image {
-        ImageRef::Registry(r) => Target::Push(r.with_tag(&tag)),
-        ImageRef::Layout { dir, .. } => Target::Layout {
-            dir: dir.clone(),
-            tag,
-        },
-    })
-}
-
-/// Each platform's old base: `--old-base` for all, else the one its
-/// annotations name.
-async fn old_bases(
-    client: &Client,
-    src: &Source,
-    spec: Option<&ImageRef>,
-    image: &ImageRef,
-    cache: &Cache,
-) -> Result<BTreeMap<Platform, NamedBase>> {
-    if let Some(s) = spec {
-        return source::bases(client, s, &src.platforms(), cache, None).await;
     }
+    Destination::group(&refs)
+}
+
+/// A base for each of `platforms`, recording where its layers are when
+/// `homes` is given (the new base's must be found; the old base's are dropped).
+async fn bases(
+    ctx: &Ctx,
+    spec: &ImageRef,
+    platforms: &[Platform],
+    homes: Option<&mut Homes>,
+) -> Result<BTreeMap<Platform, NamedBase>> {
+    let src = Source::open(spec, ctx)?;
+    let found = src.for_platforms(platforms).await?;
+    // `base.name` names a registry image; a layout path names nothing portable.
+    let name = spec.registry().map(|r| r.to_string());
+    if let Some(h) = homes {
+        for img in found.values() {
+            h.add(&src.home(), &img.manifest.layers);
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(p, img)| {
+            let base = img.as_base(name.clone());
+            (
+                p,
+                NamedBase {
+                    base,
+                    label: spec.to_string(),
+                },
+            )
+        })
+        .collect())
+}
+
+/// Each platform's old base: the one its manifest names in its
+/// `base.name`/`base.digest` annotations, pinned by that digest.
+async fn annotated_bases(
+    ctx: &Ctx,
+    tree: &Tree,
+    image: &ImageRef,
+) -> Result<BTreeMap<Platform, NamedBase>> {
+    use crate::oci::annotations::{BASE_DIGEST, BASE_NAME};
     let mut out = BTreeMap::new();
-    for img in &src.images {
-        let b = source::annotated_base(client, img, cache, image).await?;
-        out.insert(img.platform.clone(), b);
+    for img in &tree.images {
+        let p = &img.platform;
+        let m = &img.manifest;
+        let (Some(name), Some(digest)) = (m.annotation(BASE_NAME), m.annotation(BASE_DIGEST))
+        else {
+            let why = match m.family() {
+                crate::oci::Family::Docker => {
+                    " (a Docker schema 2 manifest carries no annotations)"
+                }
+                crate::oci::Family::Oci => "",
+            };
+            bail!(
+                "{p}: {image} does not name its base: no {BASE_NAME} and {BASE_DIGEST} annotations{why}; \
+                 give the base it was built on with --old-base REF"
+            );
+        };
+        let r: Reference = name
+            .parse()
+            .with_context(|| format!("{p}: the image's {BASE_NAME} annotation"))?;
+        let d: Digest = digest
+            .parse()
+            .with_context(|| format!("{p}: the image's {BASE_DIGEST} annotation"))?;
+        // The digest is what is fetched; the tag stays for messages.
+        let pinned = ImageRef::Registry(Reference {
+            digest: Some(d),
+            ..r
+        });
+        let mut found = bases(ctx, &pinned, std::slice::from_ref(p), None).await?;
+        let b = found.remove(p).context("the base resolved to no image")?;
+        out.insert(p.clone(), b);
     }
     Ok(out)
 }
 
 /// Stores each config and manifest, then the index (keeping its media type,
 /// annotations and entries' fields; entries that were left out stay out).
-fn write(src: &Source, rebased: &[Rebased], store: &BlobStore) -> Result<Output> {
-    let mut blobs = BTreeSet::new();
+fn write(tree: &Tree, rebased: &[Rebased], store: &BlobStore) -> Result<Output> {
     let mut entries = Vec::new();
     let mut digests = Vec::new();
-    for (img, r) in src.images.iter().zip(rebased) {
+    for (img, r) in tree.images.iter().zip(rebased) {
         let config = canonical::to_vec(&r.config)?;
         let mut manifest = r.manifest.clone();
         manifest["config"]["digest"] = json!(store.put(&config)?.as_str());
         manifest["config"]["size"] = json!(config.len());
         let bytes = canonical::to_vec(&manifest)?;
         let d = store.put(&bytes)?;
-        blobs.insert(Digest::of(&config));
-        for l in manifest["layers"].as_array().into_iter().flatten() {
-            blobs.insert(
-                l["digest"]
-                    .as_str()
-                    .context("layer without digest")?
-                    .parse()?,
-            );
-        }
-        blobs.insert(d.clone());
-        let mut entry = img.entry.clone().unwrap_or_else(|| json!({}));
-        entry["digest"] = json!(d.as_str());
-        entry["size"] = json!(bytes.len());
-        entries.push(entry);
+        let media = img.document.media_type.clone();
+        entries.push(
+            img.descriptor
+                .clone()
+                .retarget(&media, &d, bytes.len() as u64),
+        );
         digests.push(d);
     }
-    let (bytes, media_type) = if src.is_index() {
-        let mut index = src.root.clone();
-        index["manifests"] = Value::Array(entries);
-        let media = src.root["mediaType"].as_str().unwrap_or(media::OCI_INDEX);
-        (canonical::to_vec(&index)?, media.to_string())
-    } else {
-        let m = store.read(&digests[0])?;
-        (m.clone(), media::of_document(&m))
+    let root = match &tree.index {
+        Some(index) => {
+            let mut doc = index.json.clone();
+            doc["manifests"] = Value::Array(entries.into_iter().map(|e| e.json).collect());
+            let bytes = canonical::to_vec(&doc)?;
+            let d = store.put(&bytes)?;
+            Descriptor::new(&index.media_type, &d, bytes.len() as u64)
+        }
+        None => {
+            let e = &entries[0];
+            Descriptor::new(&e.media_type, &e.digest, e.size)
+        }
     };
-    let root = store.put(&bytes)?;
-    blobs.insert(root.clone());
-    Ok(Output {
-        root,
-        media_type,
-        size: bytes.len() as u64,
-        digests,
-        blobs,
-    })
+    Ok(Output { root, digests })
 }
 
 fn report_images(
-    src: &Source,
+    tree: &Tree,
     rebased: &[Rebased],
     out: &Output,
     old: &BTreeMap<Platform, NamedBase>,
     new: &BTreeMap<Platform, NamedBase>,
 ) -> Vec<PlatformReport> {
     let mut images = Vec::new();
-    for ((img, r), d) in src.images.iter().zip(rebased).zip(&out.digests) {
+    for ((img, r), d) in tree.images.iter().zip(rebased).zip(&out.digests) {
         let (o, n) = (&old[&img.platform], &new[&img.platform]);
         ui::status(
             "Rebased",
@@ -279,93 +289,6 @@ fn report_images(
         });
     }
     images
-}
-
-/// Writes each layout target, then pushes to the registry targets.
-async fn deliver(
-    client: &Client,
-    cache: &Cache,
-    homes: &Homes,
-    out: &Output,
-    targets: &[Target],
-    jobs: usize,
-) -> Result<(Vec<String>, Option<PushStats>)> {
-    let mut done = Vec::new();
-    let mut refs = Vec::new();
-    for t in targets {
-        match t {
-            Target::Layout { dir, tag } => {
-                write_layout(client, homes, out, dir, tag).await?;
-                done.push(format!("oci:{}:{tag}@{}", dir.display(), out.root));
-            }
-            Target::Push(r) => refs.push(r.clone()),
-        }
-    }
-    if refs.is_empty() {
-        return Ok((done, None));
-    }
-    // The push reads from the cache: blobs only a layout holds are copied in;
-    // registry blobs are mounted (same registry) or copied by the push itself.
-    fill(client, cache.blobs(), &out.blobs, homes, false).await?;
-    let set = PushSet {
-        store: cache.blobs(),
-        root: out.root.clone(),
-        remote: homes.remote.clone(),
-        cache,
-    };
-    ui::status(
-        "Pushing",
-        &format!("{} to {}", out.root.short(), refs[0].name()),
-    );
-    let stats = push::push(client, &set, &refs, jobs).await?;
-    done.extend(refs.iter().map(|r| format!("{r}@{}", out.root)));
-    Ok((done, Some(stats)))
-}
-
-/// Every blob first, then the tag in `index.json`.
-async fn write_layout(
-    client: &Client,
-    homes: &Homes,
-    out: &Output,
-    dir: &std::path::Path,
-    tag: &str,
-) -> Result<()> {
-    let layout = Layout::open_or_create(dir)?;
-    fill(client, layout.blobs(), &out.blobs, homes, true).await?;
-    let desc = crate::oci::image::descriptor(&out.media_type, out.size, &out.root)?;
-    layout.set_refs(&desc, &[tag.to_string()], &[])
-}
-
-/// Puts each of `blobs` into `store`: copied from a local store that has it,
-/// else fetched from its registry (verified) when `fetch`, else left for the
-/// push, which mounts or copies it.
-async fn fill(
-    client: &Client,
-    store: &BlobStore,
-    blobs: &BTreeSet<Digest>,
-    homes: &Homes,
-    fetch: bool,
-) -> Result<()> {
-    for d in blobs {
-        if store.has(d) {
-            continue;
-        }
-        if let Some(from) = homes.local.iter().find(|s| s.has(d)) {
-            let mut w = store.writer()?;
-            std::io::copy(&mut from.open_blob(d)?, &mut w)?;
-            w.commit_expect(d)?;
-            continue;
-        }
-        match homes.remote.get(d) {
-            Some(r) if fetch => {
-                ui::status("Fetching", &format!("{} from {}", d.short(), r.name()));
-                client.fetch_blob(r, d, store, None).await?;
-            }
-            Some(_) => {}
-            None => bail!("blob {d} is in no layout, cache or registry xarch knows of"),
-        }
-    }
-    Ok(())
 }
 
 fn count(n: usize, noun: &str) -> String {

@@ -1,12 +1,11 @@
-//! Talking to OCI registries: references, credentials, the HTTP client, pulling
-//! bases per platform and pushing images. Knows nothing about toolchains.
+//! Talking to OCI registries: references, credentials, the HTTP client and the
+//! distribution API. Knows nothing about caches, layouts or toolchains.
 
 pub mod auth;
 pub mod client;
-pub mod pull;
-pub mod push;
+pub mod login;
 pub mod reference;
 pub mod remote;
 
 pub use client::{Client, Options};
-pub use reference::{ImageRef, Reference};
+pub use reference::Reference;

@@ -1,12 +1,11 @@
 //! `Reference`: a Docker-compatible image reference — `[registry/]repo[:tag][@digest]`
-//! with `docker.io` and `library/` filled in as the docker CLI does — and
-//! `ImageRef`, which also names a local OCI layout as `oci:DIR[:TAG]`.
+//! with `docker.io`, `library/` and (when neither tag nor digest is given) the
+//! tag `latest` filled in as the docker CLI does.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::oci::Digest;
+use crate::oci::{DEFAULT_TAG, Digest};
 
 pub const DOCKER_HUB: &str = "docker.io";
 
@@ -27,12 +26,12 @@ pub struct BadReference {
 
 impl Reference {
     /// The tag or digest to put in `/v2/<repo>/manifests/<reference>`: the digest
-    /// when there is one, else the tag, else `latest`.
+    /// when there is one, else the tag.
     pub fn manifest_ref(&self) -> String {
         match (&self.digest, &self.tag) {
             (Some(d), _) => d.to_string(),
             (None, Some(t)) => t.clone(),
-            (None, None) => "latest".into(),
+            (None, None) => DEFAULT_TAG.into(),
         }
     }
 
@@ -109,10 +108,16 @@ impl FromStr for Reference {
             _ => repository.to_string(),
         };
         check_repository(&repository).map_err(|r| bad(&r))?;
+        // The one default-tag rule: neither tag nor digest means `latest`.
+        let tag = match (tag, &digest) {
+            (Some(t), _) => Some(t.to_string()),
+            (None, Some(_)) => None,
+            (None, None) => Some(DEFAULT_TAG.to_string()),
+        };
         Ok(Reference {
             registry,
             repository,
-            tag: tag.map(String::from),
+            tag,
             digest,
         })
     }
@@ -162,6 +167,7 @@ pub fn split_name_tag(s: &str) -> (&str, Option<&str>) {
     }
 }
 
+/// A tag as the distribution grammar allows it: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 pub fn check_tag(t: &str) -> Result<(), String> {
     let ok = !t.is_empty()
         && t.len() <= 128
@@ -197,45 +203,6 @@ fn check_repository(repo: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Where an image is read from: a registry, or a local OCI layout (`oci:DIR[:TAG]`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageRef {
-    Registry(Reference),
-    Layout { dir: PathBuf, tag: Option<String> },
-}
-
-impl FromStr for ImageRef {
-    type Err = BadReference;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some(rest) = s.strip_prefix("oci:") {
-            let (dir, tag) = split_name_tag(rest);
-            let tag = tag.map(String::from);
-            if dir.is_empty() {
-                return Err(BadReference {
-                    input: s.to_string(),
-                    reason: "no directory after `oci:`".into(),
-                });
-            }
-            return Ok(ImageRef::Layout {
-                dir: PathBuf::from(dir),
-                tag,
-            });
-        }
-        let r = s.strip_prefix("docker://").unwrap_or(s);
-        Ok(ImageRef::Registry(r.parse()?))
-    }
-}
-
-impl fmt::Display for ImageRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ImageRef::Registry(r) => write!(f, "{r}"),
-            ImageRef::Layout { dir, tag: Some(t) } => write!(f, "oci:{}:{t}", dir.display()),
-            ImageRef::Layout { dir, tag: None } => write!(f, "oci:{}", dir.display()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,8 +213,10 @@ mod tests {
 
     #[test]
     fn docker_defaults() {
-        assert_eq!(r("busybox").to_string(), "docker.io/library/busybox");
+        assert_eq!(r("busybox").to_string(), "docker.io/library/busybox:latest");
         assert_eq!(r("busybox").manifest_ref(), "latest");
+        let d = Digest::of(b"x");
+        assert_eq!(r(&format!("busybox@{d}")).tag, None);
         assert_eq!(r("team/app:1").to_string(), "docker.io/team/app:1");
         assert_eq!(r("index.docker.io/library/x").registry, "docker.io");
         assert_eq!(r("busybox").api_host(), "registry-1.docker.io");
@@ -300,27 +269,5 @@ mod tests {
                 "{bad}: {e}"
             );
         }
-    }
-
-    #[test]
-    fn layout_refs() {
-        assert_eq!(
-            "oci:out:1.0".parse::<ImageRef>().unwrap(),
-            ImageRef::Layout {
-                dir: "out".into(),
-                tag: Some("1.0".into())
-            }
-        );
-        assert_eq!(
-            "oci:/tmp/a:b/out".parse::<ImageRef>().unwrap(),
-            ImageRef::Layout {
-                dir: "/tmp/a:b/out".into(),
-                tag: None
-            }
-        );
-        assert!(matches!(
-            "docker://busybox".parse::<ImageRef>().unwrap(),
-            ImageRef::Registry(_)
-        ));
     }
 }

@@ -232,15 +232,5 @@ fn file_name(p: &str) -> String {
 
 /// The machine xarch runs on, as an OCI platform (buildx's BUILDPLATFORM).
 pub fn build_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "arm" => "arm",
-        "powerpc64" => "ppc64le",
-        "s390x" => "s390x",
-        "riscv64" => "riscv64",
-        other => other,
-    };
-    format!("linux/{arch}")
+    crate::platform::Platform::host().to_string()
 }

@@ -25,6 +25,63 @@ pub struct Check {
 
 pub const LANGS: &[&str] = &["rust", "go", "c"];
 
+/// What `xarch toolchain` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Every platform × language, ready or not.
+    List,
+    /// The same, failing when anything is missing.
+    Doctor,
+    /// Install what is missing, then check.
+    Install,
+}
+
+pub struct Request {
+    pub action: Action,
+    /// Platforms (comma lists, `all`); empty: all.
+    pub platforms: Vec<String>,
+    /// Languages (rust, go, c); empty: all.
+    pub langs: Vec<String>,
+    /// The C toolchain recipe (zig, gcc …).
+    pub c_toolchain: String,
+}
+
+/// Runs the request: the checks (after installing, for `Install`) and the
+/// languages they cover, in column order.
+pub fn run(req: &Request) -> Result<(Vec<Check>, Vec<&'static str>)> {
+    let tools = crate::cache::Cache::open_default()?
+        .root()
+        .join("toolchains");
+    let platforms = if req.platforms.is_empty() {
+        vec!["all".to_string()]
+    } else {
+        req.platforms.clone()
+    };
+    let targets = crate::targets::parse_list(&platforms)?;
+    let langs: Vec<&'static str> = if req.langs.is_empty() {
+        LANGS.to_vec()
+    } else {
+        req.langs
+            .iter()
+            .map(|l| {
+                LANGS
+                    .iter()
+                    .find(|k| **k == l.as_str())
+                    .copied()
+                    .ok_or_else(|| anyhow::anyhow!("unknown language `{l}`; use rust, go or c"))
+            })
+            .collect::<Result<_>>()?
+    };
+    let checks = match req.action {
+        Action::Install => install(&targets, &langs, &req.c_toolchain, &tools)?,
+        Action::List | Action::Doctor => targets
+            .iter()
+            .flat_map(|t| langs.iter().map(|l| check(t, l, &req.c_toolchain, &tools)))
+            .collect(),
+    };
+    Ok((checks, langs))
+}
+
 /// Checks one language for one target. `c_toolchain` is the C recipe (`zig`).
 pub fn check(t: &Target, lang: &'static str, c_toolchain: &str, tools: &Path) -> Check {
     let (ready, detail, fixes) = match lang {

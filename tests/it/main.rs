@@ -4,10 +4,14 @@
 
 mod common;
 
+mod archive;
 mod build;
+mod crash;
 mod hostile_unpack;
 mod inspect;
+mod layers;
 mod manifest;
+mod model;
 mod rebase;
 mod registry;
 mod registry_auth;

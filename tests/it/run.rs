@@ -77,7 +77,7 @@ fn run_executes_each_platform_with_the_image_env_and_exit_code() {
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out)
-            .contains("has no linux/riscv64; it offers linux/amd64, linux/arm64, linux/s390x")
+            .contains("has no linux/riscv64; it offers: linux/amd64, linux/arm64, linux/s390x")
     );
 }
 

@@ -221,6 +221,7 @@ pub fn busybox_layout(dir: &Path) -> PathBuf {
             .unwrap();
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Symlink);
+        h.set_mode(0o777);
         h.set_size(0);
         tar.append_link(&mut h, "bin/sh", "busybox").unwrap();
         let tar = tar.into_inner().unwrap();
