@@ -100,11 +100,14 @@ pub fn rootfs(img: &Image, cache: &Cache, limits: &rootfs::Limits) -> Result<Pat
         return Ok(dir);
     }
     std::fs::create_dir_all(dir.parent().expect("has a parent"))?;
-    let tmp = tempfile::tempdir_in(dir.parent().expect("has a parent"))?;
-    unpack(img, tmp.path(), limits)?;
-    let staged = tmp.keep();
+    let staged = tempfile::tempdir_in(dir.parent().expect("has a parent"))?.keep();
+    // Removed through handles: a finished tree may hold 0555 directories.
+    if let Err(e) = unpack(img, &staged, limits) {
+        let _ = rootfs::remove_tree(&staged);
+        return Err(e);
+    }
     if let Err(e) = std::fs::rename(&staged, &dir) {
-        let _ = std::fs::remove_dir_all(&staged);
+        let _ = rootfs::remove_tree(&staged);
         // Another run unpacked the same chain first: use theirs.
         if !dir.is_dir() {
             return Err(e).with_context(|| format!("cannot move the rootfs to {}", dir.display()));
