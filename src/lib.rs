@@ -18,6 +18,7 @@ pub mod oci;
 pub mod platform;
 pub mod publish;
 pub mod rebase;
+pub mod referrers;
 pub mod registry;
 pub mod rootfs;
 pub mod run;

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::image::{Ctx, Homes, Image, ImageRef, Source};
+use crate::image::{Ctx, Homes, Image, ImageRef, Metadata, Source};
 use crate::oci::{BlobStore, Descriptor, Family, Layout, json, media};
 use crate::platform::Platform;
 use crate::registry::Options;
@@ -41,6 +41,9 @@ impl FromStr for SourceSpec {
 pub struct CreateRequest {
     pub target: ImageRef,
     pub sources: Vec<SourceSpec>,
+    /// Shards' metadata files (`build --metadata-file`): their images, in order,
+    /// with their index entries exactly as the shards wrote them.
+    pub from_metadata: Vec<std::path::PathBuf>,
     pub annotations: Vec<(String, String)>,
     /// Start from the index already at the target (same platforms replaced).
     pub amend: bool,
@@ -101,6 +104,20 @@ async fn make(
         false => vec![],
     };
     let mut added = Vec::new();
+    let mut shard_annotations: Option<BTreeMap<String, String>> = None;
+    for file in &req.from_metadata {
+        let meta = read_metadata(file)?;
+        added.extend(members_of_shard(&meta, ctx, &mut homes).await?);
+        // Annotations every shard agrees on go on the merged index.
+        shard_annotations = Some(match shard_annotations {
+            None => meta.annotations,
+            Some(mut a) => {
+                a.retain(|k, v| meta.annotations.get(k) == Some(v));
+                a
+            }
+        });
+    }
+    annotations.extend(shard_annotations.unwrap_or_default());
     for spec in &req.sources {
         let src = Source::open(&spec.image, ctx)?;
         added.extend(members_of(&src, spec.platform.as_ref(), &mut homes).await?);
@@ -188,6 +205,48 @@ async fn members_of(
             digest: img.document.digest.to_string(),
             source: src.pinned(&img.document.digest),
             entry: entry(&img),
+            key: img.platform,
+        });
+    }
+    Ok(out)
+}
+
+/// A shard's metadata file, bounded and parsed.
+fn read_metadata(file: &std::path::Path) -> Result<Metadata> {
+    use std::io::Read;
+    let f = std::fs::File::open(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut bytes = Vec::new();
+    f.take(4 << 20).read_to_end(&mut bytes)?;
+    serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is not a metadata file from `xarch build --metadata-file`",
+            file.display()
+        )
+    })
+}
+
+/// A shard's images: each entry as the shard's index had it, its manifest
+/// fetched by digest from the shard's repository (digest and size checked).
+async fn members_of_shard(meta: &Metadata, ctx: &Ctx, homes: &mut Homes) -> Result<Vec<Member>> {
+    let repo: crate::registry::Reference = meta
+        .repository
+        .parse()
+        .with_context(|| format!("metadata repository `{}`", meta.repository))?;
+    let image = ImageRef::Registry(repo);
+    let src = Source::open(&image, ctx)?;
+    let mut out = Vec::new();
+    for e in &meta.manifests {
+        let entry = Descriptor::from_json(e).context("a metadata manifest entry")?;
+        if entry.platform.is_none() {
+            bail!("the metadata entry {} names no platform", entry.digest);
+        }
+        let img = src.image(&entry).await?;
+        homes.add(&src.home(), img.manifest.blobs());
+        out.push(Member {
+            platform: img.platform.to_string(),
+            digest: img.document.digest.to_string(),
+            source: src.pinned(&img.document.digest),
+            entry: entry.clone(),
             key: img.platform,
         });
     }

@@ -5,6 +5,7 @@
 use anyhow::{Result, bail};
 
 use crate::image::{Ctx, Homes, ImageRef, Source};
+use crate::oci::Descriptor;
 use crate::oci::Digest;
 use crate::registry::Options;
 use crate::runtime;
@@ -26,23 +27,19 @@ pub fn push(src: &ImageRef, targets: &[ImageRef], opts: Options, jobs: usize) ->
     let ctx = Ctx::new(opts, false)?;
     runtime::block_on(async {
         let source = Source::open(src, &ctx)?;
-        let tree = source.tree().await?;
-        let root = tree.root.descriptor();
-        // The tree's manifests and configs are local now (the source's store,
-        // or the cache); layers stay where the source has them.
+        let root = source.root().await?.descriptor();
+        // Every manifest under the root made local (the source's store, or
+        // the cache); every blob found where the source has it.
         let mut homes = Homes::new(ctx.cache.blobs(), &ctx);
-        let layers = tree.images.iter().flat_map(|i| &i.manifest.layers);
-        homes.add(&source.home(), layers);
-        if let Some(index) = &tree.index {
-            fetch_other_entries(&source, index, &mut homes).await?;
-        }
+        let mut referrers = Vec::new();
+        gather(&source, &root, 0, &mut homes, &mut referrers).await?;
         let mut out = Pushed {
             digest: root.digest.clone(),
             pinned: vec![],
             stats: None,
         };
         for d in &dests {
-            let done = sink::deliver(&ctx, &root, &homes, d, jobs).await?;
+            let done = sink::deliver_with(&ctx, &root, &referrers, &homes, d, jobs).await?;
             out.pinned.extend(done.pinned);
             out.stats = done.push.or(out.stats.take());
         }
@@ -50,18 +47,33 @@ pub fn push(src: &ImageRef, targets: &[ImageRef], opts: Options, jobs: usize) ->
     })?
 }
 
-/// Index entries that are not platform images (attestations, artifacts) are
-/// carried too: their manifests made local, their blobs found where they are.
-async fn fetch_other_entries(
+/// The whole tree under `desc` — platform images, attestations, nested
+/// indexes — with each manifest read (bounded, verified) and each blob's home
+/// recorded; and the referrers of every manifest in it (signatures, SBOMs,
+/// and their own referrers), in `referrers`.
+async fn gather(
     source: &Source<'_>,
-    index: &crate::image::Index,
+    desc: &Descriptor,
+    depth: usize,
     homes: &mut Homes,
+    referrers: &mut Vec<Descriptor>,
 ) -> Result<()> {
-    let (images, _) = index.images()?;
-    for e in index.manifests.iter().filter(|e| !images.contains(e)) {
-        let doc = source.manifest(e).await?;
-        if !doc.is_index() {
-            homes.add(&source.home(), doc.manifest()?.blobs());
+    if depth > 4 {
+        bail!("manifests nest deeper than 4 levels at {}", desc.digest);
+    }
+    let doc = source.manifest(desc).await?;
+    homes.add(&source.home(), [desc]);
+    if doc.is_index() {
+        for child in &doc.index()?.manifests {
+            Box::pin(gather(source, child, depth + 1, homes, referrers)).await?;
+        }
+    } else {
+        homes.add(&source.home(), doc.manifest()?.blobs());
+    }
+    for r in source.referrers(&desc.digest).await? {
+        if !referrers.iter().any(|x| x.digest == r.digest) {
+            referrers.push(r.clone());
+            Box::pin(gather(source, &r, depth + 1, homes, referrers)).await?;
         }
     }
     Ok(())

@@ -22,6 +22,8 @@ use crate::ui;
 /// The index written, and what each platform's image holds.
 pub struct Assembled {
     pub index: Descriptor,
+    /// The index's entries, as written.
+    pub entries: Vec<Descriptor>,
     pub images: Vec<PlatformImage>,
 }
 
@@ -107,7 +109,11 @@ pub fn assemble(
         Family::Oci
     };
     let index = index::write(family, &manifests, &plan.annotations, store)?;
-    Ok(Assembled { index, images })
+    Ok(Assembled {
+        index,
+        entries: manifests,
+        images,
+    })
 }
 
 /// The plan's annotations, plus the base's name and digest when it has both.

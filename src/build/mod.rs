@@ -130,7 +130,14 @@ fn run_image(
             stats = done.push;
         }
     }
+    let repository = dests.iter().find_map(|d| match d {
+        Destination::Registry { refs } => refs.first().map(|r| r.name()),
+        _ => None,
+    });
     Ok(Report {
+        repository,
+        entries: built.entries,
+        annotations: plan.annotations.clone(),
         refs: plan.refs.iter().map(|(n, t)| format!("{n}:{t}")).collect(),
         layout: layout_dir.map(absolute),
         index: Written {
@@ -157,7 +164,8 @@ fn destinations(req: &BuildRequest, plan: &Plan) -> Result<Vec<Destination>> {
             name: Some(format!("{name}:{tag}")),
         })
         .collect();
-    if req.oci_layout.is_some() || (!req.push && req.outputs.is_empty()) {
+    let pushing = req.push || req.push_by_digest;
+    if req.oci_layout.is_some() || (!pushing && req.outputs.is_empty()) {
         out.push(Destination::Layout {
             dir: plan.layout_dir(),
             tags: tags.clone(),
@@ -190,8 +198,8 @@ fn destinations(req: &BuildRequest, plan: &Plan) -> Result<Vec<Destination>> {
             ),
         });
     }
-    if req.push {
-        let refs = plan
+    if pushing {
+        let mut refs = plan
             .refs
             .iter()
             .map(|(n, t)| {
@@ -200,6 +208,11 @@ fn destinations(req: &BuildRequest, plan: &Plan) -> Result<Vec<Destination>> {
                     .map_err(|e| anyhow::anyhow!("cannot push to `{n}:{t}`: {e}"))
             })
             .collect::<Result<Vec<_>>>()?;
+        if req.push_by_digest {
+            // No tag: the shard is found by its digest (in the metadata file).
+            refs.truncate(1);
+            refs[0].tag = None;
+        }
         if let Some(first) = refs.first()
             && let Some(other) = refs.iter().find(|t| t.name() != first.name())
         {

@@ -46,6 +46,8 @@ pub struct BuildRequest {
     pub jobs: Option<usize>,
     /// Push to the registry named by the tags.
     pub push: bool,
+    /// Push by digest only (no tag): one shard of a build split over machines.
+    pub push_by_digest: bool,
     pub registry: crate::registry::Options,
     /// Never touch the network for bases: use the cache only.
     pub offline: bool,

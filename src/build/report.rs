@@ -8,6 +8,14 @@ use crate::sink::PushStats;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
+    /// The registry repository pushed to, if any.
+    pub repository: Option<String>,
+    /// The index's entries (for the metadata file).
+    #[serde(skip)]
+    pub entries: Vec<crate::oci::Descriptor>,
+    /// The index's annotations (for the metadata file).
+    #[serde(skip)]
+    pub annotations: std::collections::BTreeMap<String, String>,
     /// `name:tag` for each tag.
     pub refs: Vec<String>,
     /// The OCI layout written, if any.
@@ -36,6 +44,19 @@ pub struct PlatformImage {
 }
 
 impl Report {
+    /// The metadata file's contents; None when nothing was pushed.
+    pub fn metadata(&self) -> Option<crate::image::Metadata> {
+        Some(crate::image::Metadata {
+            repository: self.repository.clone()?,
+            digest: self.index.digest.clone(),
+            media_type: self.index.media_type.clone(),
+            size: self.index.size,
+            annotations: self.annotations.clone(),
+            manifests: self.entries.iter().map(|e| e.json.clone()).collect(),
+            referrers: vec![],
+        })
+    }
+
     /// The pushed index pinned by digest in its repository
     /// (`REGISTRY/REPO@sha256:…`), when the image was pushed.
     pub fn pinned_index(&self) -> Option<String> {

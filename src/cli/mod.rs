@@ -86,6 +86,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List what is attached to an image: signatures, SBOMs, provenance (OCI 1.1
+    /// referrers, or the sha256-<hex> fallback tag)
+    Referrers {
+        /// The image: a registry reference, oci:DIR[:TAG] or oci-archive:FILE[:TAG]
+        #[arg(value_parser = parse_image_ref)]
+        image: crate::image::ImageRef,
+        /// Only referrers of this artifact type
+        #[arg(long, value_name = "TYPE")]
+        artifact_type: Option<String>,
+        /// Print JSON on stdout
+        #[arg(long)]
+        json: bool,
+    },
     /// Log in to a registry (saved in the docker config, as `docker login` does)
     Login {
         /// Registry host[:port] (Docker Hub: docker.io)
@@ -179,8 +192,12 @@ enum ManifestCommand {
         /// Where the index goes: a registry reference with a tag, or oci:DIR:TAG
         target: String,
         /// Images to include: REF[#PLATFORM]
-        #[arg(required = true, value_name = "SOURCE")]
+        #[arg(value_name = "SOURCE", required_unless_present = "from_metadata")]
         sources: Vec<String>,
+        /// Shards to merge: metadata files written by `xarch build --metadata-file`
+        /// (repeatable; their images in the order given)
+        #[arg(long, value_name = "FILE")]
+        from_metadata: Vec<PathBuf>,
         /// Annotation on the index, KEY=VALUE (repeatable)
         #[arg(long, value_name = "KEY=VALUE", value_parser = parse_kv)]
         annotation: Vec<(String, String)>,
@@ -260,6 +277,14 @@ struct RegistryArgs {
     /// Upload blobs larger than this many MiB in chunks (PATCH) of this size
     #[arg(long, value_name = "MIB", global = true)]
     chunk_size: Option<u64>,
+    /// Seconds one registry request may take (plus 1 s per 64 KiB of blob it moves)
+    #[arg(long, value_name = "SECS", global = true, env = "XARCH_TIMEOUT",
+          default_value_t = crate::registry::client::DEFAULT_TIMEOUT)]
+    timeout: u64,
+    /// Seconds a registry request may go without a byte moving
+    #[arg(long, value_name = "SECS", global = true, env = "XARCH_STALL_TIMEOUT",
+          default_value_t = crate::registry::client::DEFAULT_STALL_TIMEOUT)]
+    stall_timeout: u64,
 }
 
 impl RegistryArgs {
@@ -268,6 +293,8 @@ impl RegistryArgs {
             insecure: self.insecure,
             ca_cert: self.ca_cert.clone(),
             chunk_size: self.chunk_size.map(|m| m << 20),
+            timeout: std::time::Duration::from_secs(self.timeout),
+            stall_timeout: std::time::Duration::from_secs(self.stall_timeout),
         }
     }
 }
@@ -352,6 +379,14 @@ struct BuildArgs {
     /// With --push: write `REGISTRY/REPO@DIGEST` (the index, one line) to this file
     #[arg(long, value_name = "FILE", requires = "push")]
     digest_file: Option<PathBuf>,
+    /// Push by digest only, no tag: one shard of a build split over machines
+    /// (merge the shards with `xarch manifest create TAG --from-metadata FILE…`)
+    #[arg(long, conflicts_with = "push")]
+    push_by_digest: bool,
+    /// Write the pushed image's repository, digest and per-platform entries (JSON)
+    /// to this file, for `xarch manifest create --from-metadata`
+    #[arg(long, value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
 }
 
 fn parse_platforms(s: &str) -> Result<String, String> {
@@ -450,6 +485,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
             digest_file.as_deref(),
         ),
         Command::Inspect(args) => inspect_command(args, registry),
+        Command::Referrers {
+            image,
+            artifact_type,
+            json,
+        } => crate::referrers::list(&image, artifact_type.as_deref(), registry)
+            .and_then(|a| output::referrers(&a, json)),
         Command::Load {
             image,
             platform,
@@ -561,6 +602,7 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         install: !args.no_install,
         jobs: args.jobs,
         push: args.push,
+        push_by_digest: args.push_by_digest,
         registry,
         offline: args.offline,
         images: args.image,
@@ -572,6 +614,9 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         let pinned: Vec<String> = reports.iter().filter_map(|r| r.pinned_index()).collect();
         output::digest_file(file, &pinned)?;
     }
+    if let Some(file) = &args.metadata_file {
+        output::metadata_file(file, &reports)?;
+    }
     output::build_reports(&reports, args.json)
 }
 
@@ -579,6 +624,7 @@ fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> any
     let ManifestCommand::Create {
         target,
         sources,
+        from_metadata,
         annotation,
         amend,
         jobs,
@@ -590,6 +636,7 @@ fn manifest_command(cmd: ManifestCommand, opts: crate::registry::Options) -> any
             .iter()
             .map(|s| s.parse())
             .collect::<anyhow::Result<_>>()?,
+        from_metadata,
         annotations: annotation,
         amend,
         jobs,

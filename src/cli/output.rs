@@ -356,9 +356,25 @@ pub fn image_config(c: &ConfigView, json: bool) -> Result<()> {
 }
 
 /// What a CI merge job needs from a platform job: one `REGISTRY/REPO@sha256:…`
-/// line per pushed image, ready to pass to `xarch manifest create`. Replaced
-/// atomically, so a reader never sees half.
+/// line per pushed image, ready to pass to `xarch manifest create`.
 pub fn digest_file(path: &std::path::Path, pinned: &[String]) -> Result<()> {
+    let text: String = pinned.iter().map(|p| format!("{p}\n")).collect();
+    write_atomic(path, text.as_bytes())
+}
+
+/// The shard's metadata (one pushed image; several images: a JSON array).
+pub fn metadata_file(path: &std::path::Path, reports: &[Report]) -> Result<()> {
+    let all: Vec<_> = reports.iter().filter_map(Report::metadata).collect();
+    let json = match all.as_slice() {
+        [] => anyhow::bail!("--metadata-file: nothing was pushed (add --push or --push-by-digest)"),
+        [one] => serde_json::to_vec_pretty(one)?,
+        many => serde_json::to_vec_pretty(many)?,
+    };
+    write_atomic(path, &json)
+}
+
+/// Writes a file through a temp file and a rename, so a reader never sees half.
+fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
     use anyhow::Context;
     let dir = path
         .parent()
@@ -367,9 +383,29 @@ pub fn digest_file(path: &std::path::Path, pinned: &[String]) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir)
         .with_context(|| format!("cannot write {}", path.display()))?;
-    let text: String = pinned.iter().map(|p| format!("{p}\n")).collect();
-    tmp.write_all(text.as_bytes())?;
+    tmp.write_all(bytes)?;
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// `xarch referrers`: per subject (the root, then each image), its referrers.
+pub fn referrers(all: &[crate::referrers::Attached], json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(all)?);
+        return Ok(());
+    }
+    let mut out = std::io::stdout().lock();
+    for a in all {
+        let what = a.platform.as_deref().unwrap_or("(root)");
+        writeln!(out, "{} {what}", a.subject)?;
+        if a.referrers.is_empty() {
+            writeln!(out, "  (nothing attached)")?;
+        }
+        for r in &a.referrers {
+            let kind = r.artifact_type.as_deref().unwrap_or(&r.media_type);
+            writeln!(out, "  {}  {kind}  {}", r.digest, ui::size(r.size))?;
+        }
+    }
     Ok(())
 }

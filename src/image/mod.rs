@@ -6,11 +6,14 @@
 
 pub mod document;
 pub mod homes;
+pub mod metadata;
 pub mod reference;
+pub mod referrers;
 pub mod source;
 
 pub use document::{Config, Document, Index, Manifest};
 pub use homes::Homes;
+pub use metadata::Metadata;
 pub use reference::ImageRef;
 pub use source::{Home, Source, Tree};
 

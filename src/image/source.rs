@@ -19,10 +19,10 @@ use crate::ui;
 
 pub struct Source<'a> {
     name: ImageRef,
-    kind: Kind<'a>,
+    pub(super) kind: Kind<'a>,
 }
 
-enum Kind<'a> {
+pub(super) enum Kind<'a> {
     Registry { reference: Reference, ctx: &'a Ctx },
     Layout { layout: Layout, tag: Option<String> },
 }
@@ -368,7 +368,10 @@ impl Ctx {
         store: &BlobStore,
         bar: Option<&indicatif::ProgressBar>,
     ) -> Result<()> {
-        let got = self.client.fetch_blob(r, &desc.digest, store, bar).await?;
+        let got = self
+            .client
+            .fetch_blob(r, &desc.digest, desc.size, store, bar)
+            .await?;
         if got != desc.size {
             bail!(
                 "blob {} from {} is {got} bytes, but its descriptor says {}",

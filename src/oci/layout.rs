@@ -102,7 +102,12 @@ impl Layout {
     /// The image `oci:DIR[:TAG]` names: the entry tagged `tag`; with no tag the
     /// one tagged `latest`, else the layout's only entry.
     pub fn resolve(&self, tag: Option<&str>) -> Result<Descriptor> {
-        let entries = self.entries()?;
+        // Referrers (untagged entries with an artifactType) are not images.
+        let entries: Vec<Descriptor> = self
+            .entries()?
+            .into_iter()
+            .filter(|d| d.annotation(REF_NAME).is_some() || d.json.get("artifactType").is_none())
+            .collect();
         let want = tag.unwrap_or(DEFAULT_TAG);
         if let Some(d) = entries
             .iter()
@@ -121,6 +126,30 @@ impl Layout {
                 tags(&entries)
             ),
         }
+    }
+
+    /// Adds `descs` as entries without a ref name (referrers), each once.
+    pub fn add_untagged(&self, descs: &[Descriptor]) -> Result<()> {
+        if descs.is_empty() {
+            return Ok(());
+        }
+        fs::create_dir_all(self.blobs.temp_dir())?;
+        let lock = File::create(self.blobs.temp_dir().join("index.lock"))?;
+        lock.lock().context("cannot lock the layout's index.json")?;
+        let mut index = self.index()?;
+        let list = index["manifests"]
+            .as_array_mut()
+            .context("index.json has no manifests array")?;
+        for d in descs {
+            let present = list.iter().any(|m| {
+                m["digest"].as_str() == Some(d.digest.as_str())
+                    && m["annotations"][REF_NAME].as_str().is_none()
+            });
+            if !present {
+                list.push(d.json.clone());
+            }
+        }
+        write_atomic(&self.root, "index.json", &super::json::to_vec(&index)?)
     }
 
     /// Points each ref name at `desc` (with `annotations` added), replacing any entry

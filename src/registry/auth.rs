@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use base64::Engine;
@@ -174,9 +176,29 @@ fn is_hub_key(key: &str) -> bool {
     )
 }
 
+/// How long a credential helper may run (it may be waiting on a keychain).
+const HELPER_TIMEOUT: Duration = Duration::from_secs(60);
+/// Of a helper's output, at most this much is read.
+const MAX_HELPER_OUTPUT: u64 = 1 << 20;
+
+/// `docker-credential-<helper>`, for a helper name made of `[A-Za-z0-9._-]`
+/// only: a name from a config file must not be a path or an option.
+fn helper_program(helper: &str) -> Result<String> {
+    let ok = !helper.is_empty()
+        && helper
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if !ok {
+        bail!(
+            "credential helper name {helper:?} is not allowed: use letters, digits, `.`, `_` and `-` only"
+        );
+    }
+    Ok(format!("docker-credential-{helper}"))
+}
+
 /// `docker-credential-<helper> get`, registry on stdin, JSON on stdout.
 fn helper_get(helper: &str, registry: &str) -> Result<Option<Credential>> {
-    let program = format!("docker-credential-{helper}");
+    let program = helper_program(helper)?;
     let out = run_helper(&program, "get", config_key(registry).as_bytes())?;
     if !out.status.success() {
         // Helpers answer "credentials not found" on stdout with a failure status.
@@ -193,16 +215,63 @@ fn helper_get(helper: &str, registry: &str) -> Result<Option<Credential>> {
     }
 }
 
-fn run_helper(program: &str, verb: &str, input: &[u8]) -> Result<std::process::Output> {
+/// What a helper said: its exit status and (up to 1 MiB of) its stdout.
+struct HelperOutput {
+    status: std::process::ExitStatus,
+    stdout: Vec<u8>,
+}
+
+fn run_helper(program: &str, verb: &str, input: &[u8]) -> Result<HelperOutput> {
+    run_helper_within(program, verb, input, HELPER_TIMEOUT)
+}
+
+/// Runs a helper with `input` on stdin; killed, and an error, after `limit`.
+fn run_helper_within(
+    program: &str,
+    verb: &str,
+    input: &[u8],
+    limit: Duration,
+) -> Result<HelperOutput> {
     let mut child = Command::new(program)
         .arg(verb)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("credential helper {program} is configured but cannot be run"))?;
-    child.stdin.take().expect("piped").write_all(input)?;
-    Ok(child.wait_with_output()?)
+    // The input is a few hundred bytes: the pipe takes it without a reader.
+    let mut stdin = child.stdin.take().expect("piped");
+    let _ = stdin.write_all(input);
+    drop(stdin);
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stdout.take(MAX_HELPER_OUTPUT).read_to_end(&mut buf);
+        let _ = tx.send(buf);
+    });
+    let deadline = Instant::now() + limit;
+    let timed_out = || {
+        anyhow::anyhow!(
+            "{program} {verb} did not finish within {} s",
+            limit.as_secs()
+        )
+    };
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(timed_out());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // A helper's child may hold stdout open after the helper has exited.
+    let wait = deadline.saturating_duration_since(Instant::now());
+    let stdout = rx.recv_timeout(wait).map_err(|_| timed_out())?;
+    Ok(HelperOutput { status, stdout })
 }
 
 /// The credential helper configured for `registry`: its own, else the store.
@@ -221,11 +290,12 @@ pub fn store(registry: &str, cred: &Credential) -> Result<PathBuf> {
 }
 
 fn store_in(path: &Path, registry: &str, cred: &Credential) -> Result<()> {
-    let mut config = read_config(path)?;
+    let file = Locked::open(path)?;
+    let mut config = read_config(&file.target)?;
     let helper = helper_for(&config, registry);
     let key = config_key(registry);
     if let Some(h) = helper {
-        let program = format!("docker-credential-{h}");
+        let program = helper_program(&h)?;
         let input = json!({"ServerURL": key, "Username": cred.username, "Secret": cred.secret});
         let out = run_helper(&program, "store", input.to_string().as_bytes())?;
         if !out.status.success() {
@@ -239,7 +309,7 @@ fn store_in(path: &Path, registry: &str, cred: &Credential) -> Result<()> {
         let auth = B64.encode(format!("{}:{}", cred.username, cred.secret));
         config["auths"][key] = json!({ "auth": auth });
     }
-    write_config(path, &config)
+    file.write(&config)
 }
 
 /// Forgets a registry's credential; true when there was one.
@@ -249,11 +319,12 @@ pub fn erase(registry: &str) -> Result<bool> {
 
 /// Removes every `auths` entry that names the registry, whatever its spelling.
 fn erase_in(path: &Path, registry: &str) -> Result<bool> {
-    let mut config = read_config(path)?;
+    let file = Locked::open(path)?;
+    let mut config = read_config(&file.target)?;
     let helper = helper_for(&config, registry);
     if let Some(h) = helper {
         let _ = run_helper(
-            &format!("docker-credential-{h}"),
+            &helper_program(&h)?,
             "erase",
             config_key(registry).as_bytes(),
         )?;
@@ -266,7 +337,7 @@ fn erase_in(path: &Path, registry: &str) -> Result<bool> {
             a.len() < before
         })
         .unwrap_or(false);
-    write_config(path, &config)?;
+    file.write(&config)?;
     Ok(removed)
 }
 
@@ -279,21 +350,74 @@ fn read_config(path: &Path) -> Result<Value> {
     }
 }
 
-fn write_config(path: &Path, config: &Value) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().context("config path has no directory")?;
-    std::fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".config.json")
-        .tempfile_in(dir)?;
-    tmp.as_file()
-        .set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    tmp.write_all(serde_json::to_string_pretty(config)?.as_bytes())?;
-    tmp.persist(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    // Keep 0600 even if the file existed with wider permissions.
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    Ok(())
+/// The docker config, held for a read-modify-write: logins and logouts
+/// running at once take turns (an exclusive lock on the file's directory), so
+/// none loses another's entry. A config that is a symlink stays one: the new
+/// content replaces the file the link points to.
+struct Locked {
+    /// The file itself, symlinks followed.
+    target: PathBuf,
+    _lock: File,
+}
+
+impl Locked {
+    fn open(path: &Path) -> Result<Locked> {
+        let target = follow_symlinks(path)?;
+        let dir = target
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let lock = File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+        lock.lock()
+            .with_context(|| format!("cannot lock {}", dir.display()))?;
+        Ok(Locked {
+            target,
+            _lock: lock,
+        })
+    }
+
+    /// Replaces the file atomically (temp file, fsync, rename, fsync of the
+    /// directory), mode 0600 whatever the old file's mode was.
+    fn write(&self, config: &Value) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.target.parent().unwrap_or(Path::new("."));
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".config.json")
+            .tempfile_in(dir)?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        tmp.write_all(serde_json::to_string_pretty(config)?.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.target)
+            .with_context(|| format!("cannot write {}", self.target.display()))?;
+        File::open(dir)?.sync_all()?;
+        Ok(())
+    }
+}
+
+/// The file `path` names once every symlink on it is followed (the target
+/// may not exist yet).
+fn follow_symlinks(path: &Path) -> Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let link = std::fs::read_link(&p)?;
+                p = match p.parent() {
+                    Some(dir) if link.is_relative() => dir.join(link),
+                    _ => link,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    bail!("{} is a symlink loop", path.display())
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -374,6 +498,130 @@ mod tests {
         assert!(erase_in(&path, DOCKER_HUB).unwrap());
         let config = read_config(&path).unwrap();
         assert_eq!(config["auths"], json!({}), "every spelling is forgotten");
+    }
+
+    #[test]
+    fn helper_names_cannot_be_paths_or_options() {
+        assert_eq!(
+            helper_program("osxkeychain").unwrap(),
+            "docker-credential-osxkeychain"
+        );
+        assert!(helper_program("ecr-login_2.0").is_ok());
+        for bad in ["", "../../bin/sh", "a/b", "x y", "pass\0word"] {
+            assert!(helper_program(bad).is_err(), "{bad:?}");
+        }
+        let cfg = json!({"credHelpers": {"r:1": "../evil"}});
+        let e = from_config(&cfg, "r:1", Path::new("c.json")).unwrap_err();
+        assert!(format!("{e:#}").contains("is not allowed"), "{e:#}");
+    }
+
+    #[test]
+    fn a_hanging_helper_is_killed_after_its_time() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let helper = dir.path().join("docker-credential-hang");
+        std::fs::write(&helper, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let start = Instant::now();
+        let e = run_helper_within(
+            helper.to_str().unwrap(),
+            "get",
+            b"r",
+            Duration::from_millis(300),
+        )
+        .err()
+        .expect("a helper that never answers is an error");
+        assert!(e.to_string().contains("did not finish within"), "{e}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            start.elapsed()
+        );
+
+        let ok = dir.path().join("docker-credential-ok");
+        std::fs::write(
+            &ok,
+            "#!/bin/sh\ncat >/dev/null; echo '{\"Username\":\"u\",\"Secret\":\"s\"}'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&ok, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let out =
+            run_helper_within(ok.to_str().unwrap(), "get", b"r", Duration::from_secs(20)).unwrap();
+        assert!(out.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            r#"{"Username":"u","Secret":"s"}"#
+        );
+    }
+
+    #[test]
+    fn a_symlinked_config_stays_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let dotfiles = dir.path().join("dotfiles");
+        std::fs::create_dir(&dotfiles).unwrap();
+        let real = dotfiles.join("docker.json");
+        std::fs::write(&real, r#"{"auths":{"old:1":{"auth":"YTpi"}}}"#).unwrap();
+        let docker = dir.path().join("docker");
+        std::fs::create_dir(&docker).unwrap();
+        let link = docker.join("config.json");
+        std::os::unix::fs::symlink("../dotfiles/docker.json", &link).unwrap();
+        let cred = Credential {
+            username: "me".into(),
+            secret: "pw".into(),
+        };
+        store_in(&link, "new:1", &cred).unwrap();
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        let config = read_config(&real).unwrap();
+        assert_eq!(config["auths"]["old:1"]["auth"], "YTpi");
+        assert_eq!(config["auths"]["new:1"]["auth"], B64.encode("me:pw"));
+        let mode = std::fs::metadata(&real).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert!(erase_in(&link, "old:1").unwrap());
+        assert!(
+            std::fs::symlink_metadata(&link)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert!(read_config(&real).unwrap()["auths"].get("old:1").is_none());
+        // Nothing but the file itself was left beside it.
+        let names: Vec<_> = std::fs::read_dir(&dotfiles)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["docker.json"]);
+    }
+
+    #[test]
+    fn logins_at_once_lose_no_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let cred = Credential {
+                        username: format!("u{i}"),
+                        secret: "pw".into(),
+                    };
+                    store_in(&path, &format!("reg{i}:5000"), &cred).unwrap();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let auths = read_config(&path).unwrap()["auths"]
+            .as_object()
+            .unwrap()
+            .len();
+        assert_eq!(auths, 16);
     }
 
     #[test]

@@ -3,9 +3,11 @@
 
 pub mod auth;
 pub mod client;
+pub mod error;
 pub mod login;
 pub mod reference;
 pub mod remote;
 
 pub use client::{Client, Options};
+pub use error::Error;
 pub use reference::Reference;

@@ -1,11 +1,13 @@
 //! Distribution API operations on a `Client`: manifests and blobs, read and
-//! written. Everything received is checked against its digest.
+//! written. Everything received is bounded (a manifest by 4 MiB, a blob by its
+//! descriptor's size) and checked against its digest.
 
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 use reqwest::{Method, StatusCode};
 
-use super::client::{Body, Client, file_body, headers, location, registry_error};
+use super::client::{Body, Call, Client, Error, file_body, headers, location};
+use super::error::redact;
 use super::reference::Reference;
 use crate::oci::{BlobStore, Digest, media};
 
@@ -39,21 +41,16 @@ impl Client {
     pub async fn get_manifest(&self, r: &Reference) -> Result<Fetched> {
         let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
         let h = headers(&[("accept", ACCEPT_MANIFESTS)]);
-        let mut resp = self
+        let resp = self
             .send(r, Method::GET, &path, h, Body::Empty, &[pull_scope(r)])
             .await?;
         if resp.status() == StatusCode::NOT_FOUND {
-            bail!(
-                "{r} not found: {}",
-                super::client::summarize(&resp.text().await.unwrap_or_default())
-            );
+            let e = self.status_error(&Method::GET, resp).await;
+            return Err(anyhow::Error::new(e).context(format!("{r} not found")));
         }
         if !resp.status().is_success() {
-            return Err(registry_error(&Method::GET, &path, resp).await)
+            return Err(self.status_error(&Method::GET, resp).await)
                 .with_context(|| format!("cannot fetch {r}"));
-        }
-        if let Some(n) = resp.content_length().filter(|n| *n as usize > MAX_MANIFEST) {
-            bail!("manifest {r} is larger than 4 MiB ({n} bytes); refusing it");
         }
         let media_type = resp
             .headers()
@@ -66,13 +63,10 @@ impl Client {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .and_then(|s| s.parse().ok());
-        let mut bytes = Vec::new();
-        while let Some(chunk) = resp.chunk().await? {
-            bytes.extend_from_slice(&chunk);
-            if bytes.len() > MAX_MANIFEST {
-                bail!("manifest {r} is larger than 4 MiB (more was sent); refusing it");
-            }
-        }
+        let bytes = self
+            .body(&Method::GET, resp, MAX_MANIFEST, "the manifest")
+            .await
+            .with_context(|| format!("manifest {r}"))?;
         let digest = Digest::of(&bytes);
         if let Some(want) = r.digest.as_ref().or(served.as_ref())
             && *want != digest
@@ -106,11 +100,18 @@ impl Client {
                 .and_then(|s| s.parse().ok())
                 .or_else(|| r.digest.clone())),
             StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(registry_error(&Method::HEAD, &path, resp).await),
+            _ => Err(self.status_error(&Method::HEAD, resp).await.into()),
         }
     }
 
-    pub async fn put_manifest(&self, r: &Reference, media_type: &str, bytes: &[u8]) -> Result<()> {
+    /// PUTs a manifest; returns the subject digest a registry with the
+    /// referrers API acknowledges (`OCI-Subject`), if any.
+    pub async fn put_manifest(
+        &self,
+        r: &Reference,
+        media_type: &str,
+        bytes: &[u8],
+    ) -> Result<Option<Digest>> {
         let path = format!("/v2/{}/manifests/{}", r.repository, r.manifest_ref());
         let h = headers(&[("content-type", media_type)]);
         let resp = self
@@ -124,10 +125,42 @@ impl Client {
             )
             .await?;
         if !resp.status().is_success() {
-            return Err(registry_error(&Method::PUT, &path, resp).await)
+            return Err(self.status_error(&Method::PUT, resp).await)
                 .with_context(|| format!("cannot push {r}"));
         }
-        Ok(())
+        Ok(resp
+            .headers()
+            .get("oci-subject")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse().ok()))
+    }
+
+    /// The referrers API (`GET /v2/<repo>/referrers/<digest>`): the index of
+    /// manifests whose subject is `digest`, or None when the registry has no
+    /// such API (then the `sha256-<hex>` tag is the fallback).
+    pub async fn referrers(&self, r: &Reference, digest: &Digest) -> Result<Option<Fetched>> {
+        let path = format!("/v2/{}/referrers/{digest}", r.repository);
+        let h = headers(&[("accept", crate::oci::media::OCI_INDEX)]);
+        let resp = self
+            .send(r, Method::GET, &path, h, Body::Empty, &[pull_scope(r)])
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED => {
+                return Ok(None);
+            }
+            s if !s.is_success() => return Err(self.status_error(&Method::GET, resp).await.into()),
+            _ => {}
+        }
+        let bytes = self
+            .body(&Method::GET, resp, MAX_MANIFEST, "the referrers index")
+            .await
+            .with_context(|| format!("the referrers of {digest} in {}", r.name()))?;
+        let digest = Digest::of(&bytes);
+        Ok(Some(Fetched {
+            bytes,
+            media_type: crate::oci::media::OCI_INDEX.to_string(),
+            digest,
+        }))
     }
 
     /// True when the repository already has the blob.
@@ -144,41 +177,83 @@ impl Client {
         match resp.status() {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
-            _ => Err(registry_error(&Method::HEAD, &path, resp).await),
+            _ => Err(self.status_error(&Method::HEAD, resp).await.into()),
         }
     }
 
-    /// Downloads a blob into `store`, verifying its digest on the way and
-    /// advancing `progress` (if any) by the bytes received.
+    /// Downloads a blob of `size` bytes (its descriptor's) into `store`,
+    /// verifying its digest on the way and advancing `progress` (if any) by the
+    /// bytes received. A body that announces or sends another size is refused
+    /// as soon as that shows, so a registry streaming endless bytes is cut off
+    /// within one chunk of `size`.
     pub async fn fetch_blob(
         &self,
         r: &Reference,
         digest: &Digest,
+        size: u64,
         store: &BlobStore,
         progress: Option<&ProgressBar>,
     ) -> Result<u64> {
         use std::io::Write;
         let path = format!("/v2/{}/blobs/{digest}", r.repository);
-        let mut resp = self
-            .send(
-                r,
-                Method::GET,
-                &path,
-                headers(&[]),
-                Body::Empty,
-                &[pull_scope(r)],
-            )
-            .await?;
+        let scopes = [pull_scope(r)];
+        let call = Call {
+            method: Method::GET,
+            target: &path,
+            headers: headers(&[]),
+            body: Body::Empty,
+            scopes: &scopes,
+            size,
+        };
+        let context = || format!("cannot fetch blob {digest} from {}", r.name());
+        let mut resp = self.exchange(r, call).await.with_context(context)?;
         if !resp.status().is_success() {
-            return Err(registry_error(&Method::GET, &path, resp).await)
-                .with_context(|| format!("cannot fetch blob {digest} from {}", r.name()));
+            return Err(self.status_error(&Method::GET, resp).await).with_context(context);
+        }
+        let url = redact(resp.url().as_str());
+        let what = format!("blob {digest}");
+        if let Some(n) = resp.content_length().filter(|n| *n != size) {
+            let why = format!(
+                "the registry announced {n} bytes for {what}, whose descriptor says {size}"
+            );
+            return Err(Error::Protocol {
+                method: Method::GET,
+                url,
+                why,
+            })
+            .with_context(context);
         }
         let mut w = store.writer()?;
-        while let Some(chunk) = resp.chunk().await? {
+        let mut got = 0u64;
+        while let Some(chunk) = self
+            .chunk(&Method::GET, &mut resp)
+            .await
+            .with_context(context)?
+        {
+            if got + chunk.len() as u64 > size {
+                let e = Error::TooLarge {
+                    method: Method::GET,
+                    url,
+                    what,
+                    limit: format!("its descriptor's size ({size} bytes)"),
+                };
+                return Err(e).with_context(context);
+            }
             w.write_all(&chunk)?;
+            got += chunk.len() as u64;
             if let Some(bar) = progress {
                 bar.inc(chunk.len() as u64);
             }
+        }
+        if got < size {
+            let e = Error::Short {
+                method: Method::GET,
+                url,
+                what,
+                expected: size,
+                got,
+            };
+            return Err(e).with_context(context);
         }
         // A corrupt blob is stored nowhere; the error names both digests.
         let (got, size) = w
@@ -214,7 +289,7 @@ impl Client {
         match resp.status() {
             StatusCode::CREATED => Ok(true),
             StatusCode::ACCEPTED => Ok(false),
-            _ => Err(registry_error(&Method::POST, &path, resp).await),
+            _ => Err(self.status_error(&Method::POST, resp).await.into()),
         }
     }
 
@@ -242,10 +317,10 @@ impl Client {
             )
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
-            return Err(registry_error(&Method::POST, &start, resp).await)
+            return Err(self.status_error(&Method::POST, resp).await)
                 .with_context(|| format!("cannot start upload of {digest} to {}", target.name()));
         }
-        let mut url = location(&resp)?;
+        let mut url = location(&Method::POST, &resp)?;
         let chunk = self.options().chunk_size.filter(|c| *c > 0 && size > *c);
         let last = match chunk {
             None => file_body(file, 0, size, progress),
@@ -269,9 +344,9 @@ impl Client {
                         )
                         .await?;
                     if resp.status() != StatusCode::ACCEPTED {
-                        return Err(registry_error(&Method::PATCH, &url, resp).await);
+                        return Err(self.status_error(&Method::PATCH, resp).await.into());
                     }
-                    url = location(&resp)?;
+                    url = location(&Method::PATCH, &resp)?;
                     offset += len;
                 }
                 Body::Empty
@@ -284,7 +359,7 @@ impl Client {
             .send(target, Method::PUT, &put, h, last, &scopes)
             .await?;
         if resp.status() != StatusCode::CREATED {
-            return Err(registry_error(&Method::PUT, &put, resp).await)
+            return Err(self.status_error(&Method::PUT, resp).await)
                 .with_context(|| format!("upload of {digest} to {} failed", target.name()));
         }
         Ok(())

@@ -24,11 +24,15 @@ pub async fn deliver(
     for b in &w.blobs {
         homes.copy_into(ctx, b, store).await?;
     }
-    for (_, doc) in &w.manifests {
+    let referrers = w.referrers.iter().map(|(_, doc, _)| doc);
+    for doc in w.manifests.iter().map(|(_, doc)| doc).chain(referrers) {
         if !store.holds(&doc.digest, Some(doc.bytes.len() as u64)) {
             store.put(&doc.bytes)?;
         }
     }
+    // Referrers are untagged entries of index.json, found by their subject.
+    let listed: Vec<Descriptor> = w.referrers.iter().map(|(d, _, _)| d.clone()).collect();
+    layout.add_untagged(&listed)?;
     let (root, _) = w.manifests.last().expect("a walk holds its root");
     // A fresh entry: the source's own ref name and annotations stay behind.
     let mut entry = Descriptor::new(&root.media_type, &root.digest, root.size);

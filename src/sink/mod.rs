@@ -134,7 +134,20 @@ pub async fn deliver(
     dest: &Destination,
     jobs: usize,
 ) -> Result<Delivered> {
-    let w = walk(homes, root)?;
+    deliver_with(ctx, root, &[], homes, dest, jobs).await
+}
+
+/// `deliver`, with `referrers` (manifests whose subject is the root or one of
+/// its images: attestations, signatures) delivered after their subjects.
+pub async fn deliver_with(
+    ctx: &Ctx,
+    root: &Descriptor,
+    referrers: &[Descriptor],
+    homes: &Homes,
+    dest: &Destination,
+    jobs: usize,
+) -> Result<Delivered> {
+    let w = walk(homes, root, referrers)?;
     match dest {
         Destination::Layout { dir, tags } => {
             layout::deliver(ctx, homes, &w, dir, tags).await?;

@@ -58,6 +58,16 @@ pub async fn deliver(
         bail!("nothing to push to")
     };
     let (root, _) = w.manifests.last().expect("a walk holds its root");
+    if let Some(d) = refs
+        .iter()
+        .find_map(|r| r.digest.as_ref())
+        .filter(|d| *d != &root.digest)
+    {
+        bail!(
+            "the destination names digest {d}, but the image is {}; name a tag, or its own digest",
+            root.digest
+        );
+    }
     ui::status(
         "Pushing",
         &format!("{} to {}", root.digest.short(), first.name()),
@@ -70,6 +80,10 @@ pub async fn deliver(
         })
         .await?;
     push_manifests(ctx, refs, w, &c).await?;
+    for (desc, doc, subject) in &w.referrers {
+        push_referrer(ctx, first, desc, doc, subject).await?;
+        c.manifests.fetch_add(1, Ordering::Relaxed);
+    }
     let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let stats = PushStats {
         uploaded: n(&c.uploaded),
@@ -163,6 +177,76 @@ async fn push_manifests(ctx: &Ctx, refs: &[Reference], w: &Walk, c: &Counters) -
     };
     counter.fetch_add(1, Ordering::Relaxed);
     Ok(())
+}
+
+/// A referrer: its manifest by digest; when the registry does not acknowledge
+/// the subject (no referrers API, no `OCI-Subject`), its descriptor is added
+/// to the subject's fallback tag, an index read, changed and written again
+/// until it holds it (another push may be changing the same tag).
+async fn push_referrer(
+    ctx: &Ctx,
+    target: &Reference,
+    desc: &Descriptor,
+    doc: &crate::image::Document,
+    subject: &crate::oci::Digest,
+) -> Result<()> {
+    let client = &ctx.client;
+    let acked = client
+        .put_manifest(
+            &target.with_digest(&desc.digest),
+            &doc.media_type,
+            &doc.bytes,
+        )
+        .await?;
+    if acked.as_ref() == Some(subject) {
+        return Ok(());
+    }
+    let tag = target.with_tag(&crate::image::referrers::fallback_tag(subject));
+    // The registry has no compare-and-swap: a push that read the tag just
+    // before ours was written can overwrite it. So the entry must still be
+    // there on two reads spread over a few hundred milliseconds — long after
+    // any such racing write — and is written again whenever it is missing.
+    let mut seen = 0;
+    for attempt in 0..12u64 {
+        let mut index = current_referrers(ctx, &tag).await?;
+        let list = index["manifests"].as_array_mut().expect("an index");
+        if list
+            .iter()
+            .any(|m| m["digest"].as_str() == Some(desc.digest.as_str()))
+        {
+            seen += 1;
+            if seen == 2 {
+                return Ok(());
+            }
+        } else {
+            seen = 0;
+            list.push(desc.json.clone());
+            let bytes = crate::oci::json::to_vec(&index)?;
+            client
+                .put_manifest(&tag, crate::oci::media::OCI_INDEX, &bytes)
+                .await?;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150 + 37 * (attempt % 5))).await;
+    }
+    bail!("the referrers tag {tag} kept changing under us; push again")
+}
+
+/// The fallback tag's index, or a new empty one.
+async fn current_referrers(ctx: &Ctx, tag: &Reference) -> Result<serde_json::Value> {
+    let empty = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::oci::media::OCI_INDEX,
+        "manifests": [],
+    });
+    if ctx.client.head_manifest(tag).await?.is_none() {
+        return Ok(empty);
+    }
+    let f = ctx.client.get_manifest(tag).await?;
+    let mut v: serde_json::Value = serde_json::from_slice(&f.bytes)?;
+    if !v["manifests"].is_array() {
+        v = empty;
+    }
+    Ok(v)
 }
 
 async fn push_blob(

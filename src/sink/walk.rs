@@ -17,20 +17,37 @@ pub fn is_foreign(d: &Descriptor) -> bool {
 pub struct Walk {
     /// Every manifest and index with its bytes, children first, the root last.
     pub manifests: Vec<(Descriptor, Document)>,
-    /// Configs and layers, each once (foreign layers left out).
+    /// Configs and layers, each once (foreign layers left out), referrers' too.
     pub blobs: Vec<Descriptor>,
+    /// Manifests that refer to one of `manifests` (their `subject`): delivered
+    /// after it, with the subject's digest.
+    pub referrers: Vec<(Descriptor, Document, Digest)>,
 }
 
 /// Indexes may nest this deep (an index of indexes of images is 2).
 const MAX_DEPTH: usize = 4;
 
-pub fn walk(homes: &Homes, root: &Descriptor) -> Result<Walk> {
+pub fn walk(homes: &Homes, root: &Descriptor, referrers: &[Descriptor]) -> Result<Walk> {
     let mut w = Walk {
         manifests: Vec::new(),
         blobs: Vec::new(),
+        referrers: Vec::new(),
     };
     let mut seen: BTreeMap<Digest, ()> = BTreeMap::new();
     visit(homes, root, 0, &mut w, &mut seen)?;
+    for r in referrers {
+        let doc = homes.manifest(r)?;
+        let m = doc.manifest()?;
+        let Some(subject) = m.subject.as_ref().map(|s| s.digest.clone()) else {
+            bail!("referrer {} names no subject", r.digest);
+        };
+        for b in m.blobs() {
+            if !is_foreign(b) && seen.insert(b.digest.clone(), ()).is_none() {
+                w.blobs.push(b.clone());
+            }
+        }
+        w.referrers.push((r.clone(), doc, subject));
+    }
     Ok(w)
 }
 

@@ -472,7 +472,7 @@ pub fn ensure_target(triple: &str, install: bool, dir: &Path, tools: &Path) -> R
         let reason = rustup_reason(&String::from_utf8_lossy(&out.stderr));
         // Only rustup's definite "none for this target" is remembered; a
         // network or disk error must not switch routes for good.
-        if !reason.starts_with(NONE_404) && !reason.starts_with(NONE_TIER3) {
+        if !reason.is_for_good() {
             bail!("rustup target add {triple} failed: {reason}");
         }
         ui::status(
@@ -482,7 +482,7 @@ pub fn ensure_target(triple: &str, install: bool, dir: &Path, tools: &Path) -> R
             ),
         );
         std::fs::create_dir_all(marker.parent().expect("marker has a parent"))?;
-        std::fs::write(&marker, reason)?;
+        std::fs::write(&marker, reason.to_string())?;
     }
     ensure_rust_src(&sysroot, install, dir)?;
     Ok(Route::BuildStd)
@@ -554,11 +554,37 @@ fn sysroot_key(sysroot: &Path) -> String {
     format!("{name}-{stamp}")
 }
 
-const NONE_404: &str = "its server has none: HTTP 404";
-const NONE_TIER3: &str = "no prebuilt artifacts: a tier-3 target";
+/// Why rustup failed, from its stderr (rustup says it only in words).
+#[derive(Debug, PartialEq, Eq)]
+enum RustupReason {
+    /// The download server has no std for the target: HTTP 404.
+    NoneOnServer,
+    /// rustup knows the target has no prebuilt artifacts (tier 3).
+    Tier3,
+    /// Anything else (network, disk): its own words.
+    Other(String),
+}
+
+impl RustupReason {
+    /// Whether rustup will never have a std for the target (remembered), as
+    /// opposed to a failure that may pass (never remembered).
+    fn is_for_good(&self) -> bool {
+        !matches!(self, RustupReason::Other(_))
+    }
+}
+
+impl std::fmt::Display for RustupReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RustupReason::NoneOnServer => f.write_str("its server has none: HTTP 404"),
+            RustupReason::Tier3 => f.write_str("no prebuilt artifacts: a tier-3 target"),
+            RustupReason::Other(text) => f.write_str(text),
+        }
+    }
+}
 
 /// The line of rustup's output that says why, without its backtrace.
-fn rustup_reason(stderr: &str) -> String {
+fn rustup_reason(stderr: &str) -> RustupReason {
     let lines: Vec<&str> = stderr
         .lines()
         .map(str::trim)
@@ -568,16 +594,16 @@ fn rustup_reason(stderr: &str) -> String {
         })
         .collect();
     let text = match lines.as_slice() {
-        [] => return "rustup target add failed".to_string(),
+        [] => return RustupReason::Other("rustup target add failed".to_string()),
         l => l.join("; ").replace("error: ", ""),
     };
     // The common answers, without rustup's download URLs and temp paths.
     if text.contains("status code: 404") {
-        NONE_404.to_string()
+        RustupReason::NoneOnServer
     } else if text.contains("no prebuilt artifacts") {
-        NONE_TIER3.to_string()
+        RustupReason::Tier3
     } else {
-        text
+        RustupReason::Other(text)
     }
 }
 
@@ -639,13 +665,19 @@ mod tests {
     #[test]
     fn rustup_reasons_are_short() {
         let e404 = "error: component download failed for rust-std-armv7-unknown-linux-musleabihf: could not download file from 'https://static.rust-lang.org/x.tar.xz' to '/root/.rustup/downloads/y.partial': http request returned an unsuccessful status code: 404\nStack backtrace:\n 0: x";
-        assert_eq!(rustup_reason(e404), "its server has none: HTTP 404");
+        assert_eq!(rustup_reason(e404), RustupReason::NoneOnServer);
+        assert_eq!(
+            rustup_reason(e404).to_string(),
+            "its server has none: HTTP 404"
+        );
         let tier3 = "error: toolchain 'stable' has no prebuilt artifacts available for target 's390x-unknown-linux-musl'";
         assert_eq!(
-            rustup_reason(tier3),
+            rustup_reason(tier3).to_string(),
             "no prebuilt artifacts: a tier-3 target"
         );
-        assert_eq!(rustup_reason("error: disk full"), "disk full");
+        let other = rustup_reason("error: disk full");
+        assert_eq!(other, RustupReason::Other("disk full".into()));
+        assert!(!other.is_for_good() && rustup_reason(tier3).is_for_good());
     }
 
     #[test]

@@ -31,6 +31,7 @@ const RANKS: &[(&str, u8)] = &[
     ("rebase", 7),
     ("publish", 7),
     ("load", 7),
+    ("referrers", 7),
     ("cli", 8),
 ];
 

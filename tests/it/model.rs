@@ -298,3 +298,139 @@ fn a_tampered_cached_config_is_refused_offline_and_refetched_online() {
     );
     assert_eq!(std::fs::read_to_string(&cached).unwrap(), text);
 }
+
+/// A registry that streams endless bytes for a config is cut off within a
+/// chunk of the config's size, whichever command reads it, and nothing is
+/// cached or written.
+#[test]
+fn an_endless_config_is_cut_off_in_every_command() {
+    use common::liar::{Body, Liar, Reply};
+    require_image_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = Registry::start("");
+    let busybox = busybox_layout(tmp.path());
+    skopeo_push(&busybox, &format!("{}/base/busybox:1", reg.host), false);
+    // The amd64 config, as the base holds it.
+    let top = skopeo_raw(&busybox, "1");
+    let amd64 = top["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["platform"]["architecture"] == "amd64")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let config = read_blob(&busybox, &amd64)["config"]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let cfg = config.clone();
+    let liar = Liar::start(Some(&reg.host), move |req| {
+        if req.method == "GET" && req.path().ends_with(&format!("/blobs/{cfg}")) {
+            Reply::streaming(200, Body::Endless)
+        } else {
+            Reply::Forward
+        }
+    });
+    let base = format!("{}/base/busybox:1", liar.host);
+    let project = greeter(tmp.path());
+    let target = format!("{}/team/x:1", liar.host);
+    let commands: Vec<(&str, Vec<String>)> = vec![
+        (
+            "build",
+            vec![
+                "build".into(),
+                project.display().to_string(),
+                "--platform".into(),
+                "linux/amd64".into(),
+                "--base".into(),
+                base.clone(),
+                "--oci-layout".into(),
+                tmp.path().join("out").display().to_string(),
+            ],
+        ),
+        (
+            "inspect",
+            vec![
+                "inspect".into(),
+                base.clone(),
+                "--platform".into(),
+                "linux/amd64".into(),
+            ],
+        ),
+        (
+            "run",
+            vec![
+                "run".into(),
+                "--platform".into(),
+                "linux/amd64".into(),
+                base.clone(),
+            ],
+        ),
+        (
+            "push",
+            vec![
+                "push".into(),
+                base.clone(),
+                format!("oci:{}:1", tmp.path().join("copy").display()),
+            ],
+        ),
+        (
+            "rebase",
+            vec![
+                "rebase".into(),
+                base.clone(),
+                "--base".into(),
+                base.clone(),
+                "--old-base".into(),
+                base.clone(),
+                "-t".into(),
+                target.clone(),
+            ],
+        ),
+        (
+            "manifest create",
+            vec![
+                "manifest".into(),
+                "create".into(),
+                target.clone(),
+                format!("{base}#linux/amd64"),
+            ],
+        ),
+    ];
+    for (name, args) in commands {
+        let before = liar.sent();
+        let cache = tmp.path().join(format!("cache-{}", name.replace(' ', "-")));
+        let out = xarch()
+            .args(&args)
+            .env("XARCH_CACHE_DIR", &cache)
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{name}: {err}");
+        assert!(
+            err.contains(&format!(
+                "blob {config} is larger than its descriptor's size"
+            )),
+            "{name}: {err}"
+        );
+        assert!(
+            liar.sent() - before < 4 << 20,
+            "{name}: {} bytes were read",
+            liar.sent() - before
+        );
+        assert!(
+            !cache.join("blobs/sha256").join(&config[7..]).exists(),
+            "{name}: the lie was cached"
+        );
+    }
+    // The layout the push began is valid and names nothing: no lie got in.
+    let copy = tmp.path().join("copy");
+    if copy.exists() {
+        let index: Value =
+            serde_json::from_slice(&std::fs::read(copy.join("index.json")).unwrap()).unwrap();
+        assert_eq!(index["manifests"], serde_json::json!([]));
+        verify_blobs(&copy);
+    }
+}

@@ -18,6 +18,23 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request's head: its first line, then `Name: value` lines.
+    pub fn parse(head: &str) -> Option<Request> {
+        let mut lines = head.split("\r\n");
+        let mut first = lines.next()?.split(' ');
+        let method = first.next()?.to_string();
+        let target = first.next()?.to_string();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        Some(Request {
+            method,
+            target,
+            headers,
+        })
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
@@ -154,20 +171,7 @@ fn read_request(conn: &mut TcpStream) -> Option<Request> {
         }
         buf.push(byte[0]);
     }
-    let text = String::from_utf8(buf).ok()?;
-    let mut lines = text.split("\r\n");
-    let mut first = lines.next()?.split(' ');
-    let method = first.next()?.to_string();
-    let target = first.next()?.to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let req = Request {
-        method,
-        target,
-        headers,
-    };
+    let req = Request::parse(&String::from_utf8(buf).ok()?)?;
     // Drain a body, so the client is not reset mid-send.
     let len: u64 = req
         .header("content-length")

@@ -3,6 +3,7 @@
 
 pub mod craft;
 pub mod http;
+pub mod liar;
 pub mod pki;
 pub mod proxy;
 pub mod registry;

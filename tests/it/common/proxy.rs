@@ -19,6 +19,9 @@ pub enum Fault {
     Status { n: usize, status: u16 },
     /// The first `n` requests are read, then the connection is closed unanswered.
     Drop { n: usize },
+    /// The first `GET /v2/` (xarch's check of which scheme the host speaks)
+    /// is read, then its connection is closed unanswered.
+    DropProbe,
 }
 
 pub struct Proxy {
@@ -134,6 +137,13 @@ fn serve(conn: TcpStream, s: &State) -> std::io::Result<()> {
         // `GET /v2/` alone is xarch's one-shot check of which scheme the host
         // speaks, not an API call: faults are for the requests that follow.
         if req.path() == "/v2/" {
+            if matches!(s.fault, Fault::DropProbe)
+                && s.faults
+                    .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+            {
+                return Ok(());
+            }
             let resp = forward(&s.upstream, &req)?;
             write_response(&mut out, &req, &resp, false)?;
             continue;
