@@ -3,6 +3,7 @@
 //!
 //! The engine is usable as a library; `xarch` and `cargo-xarch` are thin CLIs.
 
+pub mod attest;
 pub mod base;
 pub mod build;
 pub mod cache;
@@ -23,6 +24,7 @@ pub mod registry;
 pub mod rootfs;
 pub mod run;
 pub mod runtime;
+pub mod sign;
 pub mod sink;
 pub mod targets;
 pub mod template;

@@ -153,6 +153,17 @@ enum Command {
     /// Toolchains: what this machine can build for, and how to fix what it cannot
     #[command(subcommand)]
     Toolchain(ToolchainCommand),
+    /// Write a signing key pair in cosign's format: PREFIX.key (ECDSA P-256,
+    /// encrypted with a password from XARCH_KEY_PASSWORD, the terminal or stdin)
+    /// and PREFIX.pub
+    GenerateKeyPair {
+        /// Write PREFIX.key and PREFIX.pub
+        #[arg(long, value_name = "PREFIX", default_value = "cosign")]
+        output_key_prefix: PathBuf,
+        /// Overwrite existing key files
+        #[arg(long)]
+        force: bool,
+    },
     /// List the platforms xarch builds for and what each means to the toolchains
     Targets {
         /// Print JSON
@@ -543,6 +554,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Command::Toolchain(cmd) => toolchain_command(cmd),
         Command::Run { .. } => unreachable!("handled above"),
         Command::Targets { json } => output::targets(json),
+        Command::GenerateKeyPair {
+            output_key_prefix,
+            force,
+        } => generate_key_pair_command(&output_key_prefix, force),
     };
     match result {
         Ok(()) => 0,
@@ -742,6 +757,14 @@ fn login_command(
         "Saved",
         &format!("credentials for {host} in {}", path.display()),
     );
+    Ok(())
+}
+
+fn generate_key_pair_command(prefix: &Path, force: bool) -> anyhow::Result<()> {
+    let password = crate::sign::password::read(true)?;
+    let (key, public) = crate::sign::write_key_pair(prefix, password.as_bytes(), force)?;
+    ui::status("Wrote", &format!("private key {}", key.display()));
+    ui::status("Wrote", &format!("public key {}", public.display()));
     Ok(())
 }
 

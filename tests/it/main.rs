@@ -5,6 +5,7 @@
 mod common;
 
 mod archive;
+mod attest;
 mod build;
 mod crash;
 mod hostile_registry;
@@ -21,4 +22,5 @@ mod registry_faults;
 mod registry_flags;
 mod run;
 mod shard;
+mod sign;
 mod toolchains;
