@@ -56,6 +56,7 @@ pub fn smoke(
     index: &Descriptor,
     platforms: &[Platform],
     args: &str,
+    limits: &rootfs::Limits,
 ) -> Result<()> {
     let argv =
         shlex::split(args).with_context(|| format!("--smoke `{args}`: unbalanced quotes"))?;
@@ -68,7 +69,7 @@ pub fn smoke(
         // cache (which would grow by a whole rootfs per build).
         let root = tempfile::tempdir_in(ctx.cache.root())?.keep();
         ui::status("Smoke", &format!("{p} {args}"));
-        let ran = unpack(&img, &root).and_then(|()| exec(&img, &root, &argv, true));
+        let ran = unpack(&img, &root, limits).and_then(|()| exec(&img, &root, &argv, true));
         rootfs::remove_tree(&root)?;
         let status = ran?;
         if !status.success() {
@@ -87,7 +88,7 @@ pub fn smoke(
 /// The unpacked filesystem of `img` in the cache, keyed by its layer chain;
 /// unpacked into a temp dir and renamed, so an interrupted run leaves nothing
 /// half-written behind.
-pub fn rootfs(img: &Image, cache: &Cache) -> Result<PathBuf> {
+pub fn rootfs(img: &Image, cache: &Cache, limits: &rootfs::Limits) -> Result<PathBuf> {
     let mut h = Sha256::new();
     for (l, _) in &img.layers {
         h.update(l.digest.as_str());
@@ -99,11 +100,14 @@ pub fn rootfs(img: &Image, cache: &Cache) -> Result<PathBuf> {
         return Ok(dir);
     }
     std::fs::create_dir_all(dir.parent().expect("has a parent"))?;
-    let tmp = tempfile::tempdir_in(dir.parent().expect("has a parent"))?;
-    unpack(img, tmp.path())?;
-    let staged = tmp.keep();
+    let staged = tempfile::tempdir_in(dir.parent().expect("has a parent"))?.keep();
+    // Removed through handles: a finished tree may hold 0555 directories.
+    if let Err(e) = unpack(img, &staged, limits) {
+        let _ = rootfs::remove_tree(&staged);
+        return Err(e);
+    }
     if let Err(e) = std::fs::rename(&staged, &dir) {
-        let _ = std::fs::remove_dir_all(&staged);
+        let _ = rootfs::remove_tree(&staged);
         // Another run unpacked the same chain first: use theirs.
         if !dir.is_dir() {
             return Err(e).with_context(|| format!("cannot move the rootfs to {}", dir.display()));
@@ -112,21 +116,21 @@ pub fn rootfs(img: &Image, cache: &Cache) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Unpacks every layer of `img` into `dir`, then applies directory modes.
-pub fn unpack(img: &Image, dir: &Path) -> Result<()> {
+/// Unpacks every layer of `img` into `dir` (empty, made by xarch) within
+/// `limits`, then applies directory modes.
+pub fn unpack(img: &Image, dir: &Path, limits: &rootfs::Limits) -> Result<()> {
     ui::status(
         "Unpacking",
         &format!("{} layers for {}", img.layers.len(), img.platform),
     );
-    let mut modes = Vec::new();
+    let mut unpack = rootfs::Unpack::new(dir, *limits)?;
     for (l, store) in &img.layers {
-        crate::oci::compress::check_readable(&l.media_type)?;
         let file = store
             .open_blob(&l.digest)
             .with_context(|| format!("layer {} is missing", l.digest))?;
-        rootfs::apply_layer(dir, std::io::BufReader::new(file), &l.digest, &mut modes)?;
+        unpack.layer(std::io::BufReader::new(file), &l.digest, &l.media_type)?;
     }
-    rootfs::finish(modes)
+    unpack.finish()
 }
 
 /// Runs the image's entrypoint (+ cmd, or `args` in cmd's place) in `root`;
@@ -241,6 +245,7 @@ pub fn run(
     platform: Option<&str>,
     args: &[String],
     opts: crate::registry::Options,
+    limits: &rootfs::Limits,
 ) -> Result<i32> {
     let ctx = Ctx::new(opts, false)?;
     let platform: Platform = match platform {
@@ -248,7 +253,7 @@ pub fn run(
         None => Platform::host(),
     };
     let img = crate::runtime::block_on(resolve(&ctx, image, &platform))??;
-    let root = rootfs(&img, &ctx.cache)?;
+    let root = rootfs(&img, &ctx.cache, limits)?;
     ui::note(&format!(
         "smoke run of {image} for {platform}: not an isolated container (host network, processes and files)"
     ));

@@ -122,7 +122,14 @@ fn run_image(
     }
     if let Some(args) = &req.smoke {
         let platforms: Vec<_> = plan.targets.iter().map(|t| t.platform.clone()).collect();
-        crate::run::smoke(&ctx, &homes, &built.index, &platforms, args)?;
+        crate::run::smoke(
+            &ctx,
+            &homes,
+            &built.index,
+            &platforms,
+            args,
+            &req.unpack_limits,
+        )?;
     }
     let (pushed, stats) = deliver(req, &ctx, &built, &homes, &dests, &inputs, &reused)?;
     let repository = dests.iter().find_map(|d| match d {

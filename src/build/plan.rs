@@ -62,6 +62,8 @@ pub struct BuildRequest {
     /// `--reuse-from REPO`: take each platform image whose inputs this
     /// repository already holds instead of compiling it.
     pub reuse_from: Option<crate::registry::Reference>,
+    /// What a smoke run's image may unpack to.
+    pub unpack_limits: crate::rootfs::Limits,
 }
 
 pub struct Plan {

@@ -147,6 +147,8 @@ enum Command {
         /// Arguments in place of the image's cmd (after `--`)
         #[arg(last = true)]
         args: Vec<String>,
+        #[command(flatten)]
+        unpack: UnpackArgs,
     },
     /// Toolchains: what this machine can build for, and how to fix what it cannot
     #[command(subcommand)]
@@ -222,6 +224,48 @@ enum ManifestCommand {
     },
 }
 
+/// Bounds on unpacking an image (`run`, `build --smoke`).
+#[derive(Args, Clone, Debug)]
+#[command(next_help_heading = "Unpacking an image (run, build --smoke)")]
+struct UnpackArgs {
+    /// Refuse images whose layers unpack to more than this (e.g. 64GiB, 500M)
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "64GiB")]
+    max_unpack_size: u64,
+    /// Refuse images with more than this many files, directories and links
+    #[arg(long, value_name = "N", default_value_t = crate::rootfs::Limits::default().max_entries)]
+    max_unpack_entries: u64,
+}
+
+impl UnpackArgs {
+    fn limits(&self) -> crate::rootfs::Limits {
+        crate::rootfs::Limits {
+            max_bytes: self.max_unpack_size,
+            max_entries: self.max_unpack_entries,
+            ..Default::default()
+        }
+    }
+}
+
+/// `123`, `500M`, `64G`, `64GiB`: a byte count, with binary units.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 64GiB, 500M, 1048576)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use K, M, G or T)")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{s}` is too large"))
+}
+
 fn parse_image_ref(s: &str) -> Result<crate::image::ImageRef, String> {
     s.parse()
         .map_err(|e: crate::registry::reference::BadReference| e.to_string())
@@ -293,6 +337,8 @@ struct BuildArgs {
     /// before tagging or pushing; any failure fails the build
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
     smoke: Option<String>,
+    #[command(flatten)]
+    unpack: UnpackArgs,
     /// Build only these of the configuration's [images.NAME] (repeatable; default all)
     #[arg(long, value_name = "NAME", value_delimiter = ',')]
     image: Vec<String>,
@@ -440,12 +486,12 @@ pub fn main(args: Vec<OsString>) -> i32 {
         platform,
         image,
         args,
+        unpack,
     } = &cli.command
     {
-        let run = image
-            .parse()
-            .map_err(anyhow::Error::from)
-            .and_then(|i| crate::run::run(&i, platform.as_deref(), args, registry));
+        let run = image.parse().map_err(anyhow::Error::from).and_then(|i| {
+            crate::run::run(&i, platform.as_deref(), args, registry, &unpack.limits())
+        });
         return match run {
             Ok(code) => code,
             Err(e) => {
@@ -600,6 +646,7 @@ fn build_command(args: BuildArgs, registry: crate::registry::Options) -> anyhow:
         offline: args.offline,
         images: args.image,
         smoke: args.smoke,
+        unpack_limits: args.unpack.limits(),
     };
     let reports = build::run(&req)?;
     if let Some(file) = &args.digest_file {
@@ -752,4 +799,28 @@ fn logout_command(host: &str) -> anyhow::Result<()> {
         ui::warn(&format!("no credentials for {host} were stored"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("64GiB"), Ok(64 << 30));
+        assert_eq!(parse_size("2 tb"), Ok(2 << 40));
+        assert!(
+            parse_size("12 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert!(parse_size("G").unwrap_err().contains("not a size"));
+        assert!(
+            parse_size("99999999999T")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
 }

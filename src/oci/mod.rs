@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod blobs;
 pub mod compress;
+pub mod decoder;
 pub mod descriptor;
 pub mod digest;
 pub mod image;

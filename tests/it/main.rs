@@ -10,6 +10,7 @@ mod build;
 mod compress;
 mod crash;
 mod hostile_registry;
+mod hostile_unpack;
 mod inspect;
 mod layers;
 mod manifest;

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 /// A C project whose program prints its arguments and exits with the number
 /// given as its first argument.
-fn exit_project() -> (tempfile::TempDir, PathBuf) {
+pub fn exit_project() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("exiter");
     std::fs::create_dir_all(&dir).unwrap();

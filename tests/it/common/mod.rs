@@ -1,6 +1,7 @@
 //! Shared test harness: the xarch binary, third-party tools (a missing one fails
 //! with the command that installs it), example copies and OCI layout checks.
 
+pub mod craft;
 pub mod http;
 pub mod liar;
 pub mod pki;
