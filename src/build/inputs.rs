@@ -6,7 +6,7 @@
 //! carries it as the `dev.xarch.inputs` annotation.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
@@ -29,14 +29,24 @@ pub fn digests(
     plan: &Plan,
     builders: &[Builder],
     bases: &Bases,
+    cache: &Path,
 ) -> Result<BTreeMap<Platform, Digest>> {
+    // What xarch itself writes is never an input, even inside the project:
+    // else a cache or an output layout there changes the next build's inputs.
+    let mut outputs = vec![plan.target_dir.clone(), cache.to_path_buf()];
+    outputs.extend(plan.oci_layout.clone());
+    outputs.extend(req.outputs.iter().filter_map(|o| match o {
+        crate::image::ImageRef::Layout { dir, .. } => Some(dir.clone()),
+        crate::image::ImageRef::Archive { file, .. } => Some(file.clone()),
+        crate::image::ImageRef::Registry(_) => None,
+    }));
     // The configuration as parsed, not `xarch.toml`'s bytes: a change under
     // `[platform."linux/arm64"]` then changes only that platform's inputs.
     let mut shared_cfg = cfg.clone();
     shared_cfg.platform = None;
     let common = json!({
         "xarch": env!("CARGO_PKG_VERSION"),
-        "sources": sources(&plan.project_dir, &plan.target_dir)?.as_str(),
+        "sources": sources(&plan.project_dir, &outputs)?.as_str(),
         "config": format!("{shared_cfg:?}"),
         "request": request(req),
         "epoch": plan.epoch,
@@ -136,9 +146,24 @@ fn version(argv: &[&str], dir: &Path) -> String {
 
 /// The project's files: `git ls-files` (tracked and untracked, not ignored)
 /// in a git work tree, else every file but the target and VCS directories;
-/// each path with its executable bit and its contents' hash.
-fn sources(dir: &Path, target_dir: &Path) -> Result<Digest> {
-    let mut files = git_files(dir).unwrap_or_else(|| walk_files(dir, target_dir));
+/// each path with its executable bit and its contents' hash. Files under
+/// `outputs` or in an OCI layout (a directory holding `oci-layout`) are left
+/// out: they are what builds write, not what they read.
+fn sources(dir: &Path, outputs: &[PathBuf]) -> Result<Digest> {
+    let dir = absolute(dir);
+    let outputs: Vec<PathBuf> = outputs
+        .iter()
+        .filter_map(|o| absolute(o).strip_prefix(&dir).ok().map(Path::to_path_buf))
+        .collect();
+    let mut files = git_files(&dir).unwrap_or_else(|| walk_files(&dir, &outputs));
+    let layouts: Vec<PathBuf> = files
+        .iter()
+        .filter_map(|f| f.strip_suffix("/oci-layout").map(PathBuf::from))
+        .collect();
+    files.retain(|f| {
+        let f = Path::new(f);
+        !outputs.iter().chain(&layouts).any(|o| f.starts_with(o))
+    });
     files.sort();
     files.dedup();
     let mut h = Sha256::new();
@@ -191,12 +216,21 @@ fn git_files(dir: &Path) -> Option<Vec<String>> {
     )
 }
 
-fn walk_files(dir: &Path, target_dir: &Path) -> Vec<String> {
+/// `p` made absolute without touching the disk (an output may not exist yet).
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Every file under `dir` but VCS directories, `target` and `outputs`
+/// (relative to `dir`).
+fn walk_files(dir: &Path, outputs: &[PathBuf]) -> Vec<String> {
     walkdir::WalkDir::new(dir)
         .into_iter()
         .filter_entry(|e| {
             let name = e.file_name().to_string_lossy();
-            e.path() != target_dir && !matches!(name.as_ref(), ".git" | "target" | ".hg" | ".jj")
+            let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+            !outputs.iter().any(|o| rel == o)
+                && !matches!(name.as_ref(), ".git" | "target" | ".hg" | ".jj")
         })
         .filter_map(|e| e.ok())
         .filter(|e| !e.file_type().is_dir())
@@ -207,4 +241,32 @@ fn walk_files(dir: &Path, target_dir: &Path) -> Vec<String> {
                 .map(|p| p.to_string_lossy().to_string())
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_xarch_writes_into_the_project_is_not_an_input() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        std::fs::write(dir.join("main.c"), "int main(void) { return 0; }\n").unwrap();
+        let cache = dir.join("xarch-cache");
+        let before = sources(dir, std::slice::from_ref(&cache)).unwrap();
+
+        std::fs::create_dir_all(cache.join("blobs")).unwrap();
+        std::fs::write(cache.join("blobs/x"), "cached").unwrap();
+        std::fs::create_dir_all(dir.join("out/blobs")).unwrap();
+        std::fs::write(dir.join("out/oci-layout"), "{}").unwrap();
+        std::fs::write(dir.join("out/blobs/y"), "layer").unwrap();
+        assert_eq!(sources(dir, std::slice::from_ref(&cache)).unwrap(), before);
+
+        std::fs::write(dir.join("lib.c"), "int f(void);\n").unwrap();
+        assert_ne!(
+            sources(dir, &[cache]).unwrap(),
+            before,
+            "a new source file is an input"
+        );
+    }
 }

@@ -96,7 +96,7 @@ fn run_image(
     if req.offline {
         bases::check_offline(&bases, &ctx, layout_dir)?;
     }
-    let inputs = inputs::digests(req, cfg, &plan, &builders, &bases)?;
+    let inputs = inputs::digests(req, cfg, &plan, &builders, &bases, ctx.cache.root())?;
     let reused = match &req.reuse_from {
         Some(repo) => runtime::block_on(reuse::lookup(&ctx, repo, &inputs))??,
         None => BTreeMap::new(),

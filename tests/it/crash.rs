@@ -37,11 +37,19 @@ fn project(dir: &Path) -> std::path::PathBuf {
     p
 }
 
-/// A pseudo-random delay in 0..max_ms, different for each `i`.
-fn delay(i: usize, max_ms: u64) -> Duration {
+/// A pseudo-random delay in 0..max, different for each `i`.
+fn delay(i: usize, max: Duration) -> Duration {
     let mut x = (i as u64 + 1).wrapping_mul(0x2545f4914f6cdd1d);
     x ^= x >> 29;
+    let max_ms = (max.as_millis() as u64).max(2);
     Duration::from_millis(x % max_ms)
+}
+
+/// Runs `c` to success; how long it took.
+fn timed(c: &mut Command) -> Duration {
+    let start = Instant::now();
+    run_ok(c);
+    start.elapsed()
 }
 
 /// Starts `c`, kills it (SIGKILL) after `after`; true when it was killed
@@ -98,8 +106,11 @@ fn builds_and_pushes_killed_at_random_moments_leave_valid_layouts() {
             .env("XARCH_CACHE_DIR", &cache);
         c
     };
-    // Warm the compile (zig's libc) so kills land in image writing.
+    // Warm the compile (zig's libc) so kills land in image writing; each kill
+    // then lands within the time the last whole run took, however fast or
+    // loaded the machine is.
     run_ok(&mut build(&tmp.path().join("warm"), "app:0"));
+    let mut last = timed(&mut build(&tmp.path().join("warm"), "app:1"));
 
     let mut killed = 0;
     for i in 0..KILLS {
@@ -108,29 +119,30 @@ fn builds_and_pushes_killed_at_random_moments_leave_valid_layouts() {
         if i % 2 == 0 {
             let _ = std::fs::remove_dir_all(&layout);
         }
-        if kill_after(&mut build(&layout, &format!("app:{i}")), delay(i, 1500)) {
+        if kill_after(&mut build(&layout, &format!("app:{i}")), delay(i, last)) {
             killed += 1;
         }
         assert_valid(&layout);
-        run_ok(&mut build(&layout, &format!("app:{i}")));
+        last = timed(&mut build(&layout, &format!("app:{i}")));
         assert_valid(&layout);
     }
 
     let reg = Registry::start("");
     let layout = tmp.path().join("out-1");
+    let mut last = Duration::from_millis(400);
     for i in 0..KILLS {
         let target = format!("{}/team/app:{i}", reg.host);
         let mut push = xarch();
         push.args(["push", &format!("oci:{}:1", layout.display()), &target])
             .env("XARCH_CACHE_DIR", &cache);
-        if kill_after(&mut push, delay(i + 100, 400)) {
+        if kill_after(&mut push, delay(i + 100, last)) {
             killed += 1;
         }
         let mut again = xarch();
         again
             .args(["push", &format!("oci:{}:1", layout.display()), &target])
             .env("XARCH_CACHE_DIR", &cache);
-        run_ok(&mut again);
+        last = timed(&mut again);
         inspect_remote(&target);
     }
     eprintln!(
