@@ -5,6 +5,8 @@ pub mod auth;
 pub mod client;
 pub mod error;
 pub mod login;
+#[cfg(test)]
+pub mod memory;
 pub mod reference;
 pub mod remote;
 

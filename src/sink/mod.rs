@@ -7,6 +7,8 @@
 mod archive;
 mod layout;
 mod push;
+#[cfg(test)]
+mod tests;
 mod walk;
 
 use std::path::PathBuf;

@@ -20,7 +20,9 @@ pub struct Walk {
     /// Configs and layers, each once (foreign layers left out), referrers' too.
     pub blobs: Vec<Descriptor>,
     /// Manifests that refer to one of `manifests` (their `subject`): delivered
-    /// after it, with the subject's digest.
+    /// after it, with the subject's digest. Each descriptor is as referrers
+    /// lists carry it (with `artifactType` and annotations), whatever the
+    /// caller passed.
     pub referrers: Vec<(Descriptor, Document, Digest)>,
 }
 
@@ -46,7 +48,8 @@ pub fn walk(homes: &Homes, root: &Descriptor, referrers: &[Descriptor]) -> Resul
                 w.blobs.push(b.clone());
             }
         }
-        w.referrers.push((r.clone(), doc, subject));
+        let d = crate::image::referrers::referrer_descriptor(&doc, &m);
+        w.referrers.push((d, doc, subject));
     }
     Ok(w)
 }
